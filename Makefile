@@ -1,0 +1,52 @@
+# halab: `make demo` runs the kit's main job, `make test` runs every check.
+# Both set up what they need first: Debian packages (when root), the .venv, the package.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.halab-installed
+# Debian packages: ssh for the SSH adapter and its tests.
+APT_PACKAGES := openssh-client
+
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: all setup system demo test lint typecheck unit bench clean
+
+all: test
+
+system:
+	@tools/setup-system.sh $(APT_PACKAGES)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@echo "halab: installing the Python packages into $(VENV) (a minute or two the first time)"
+	@$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+setup: system $(STAMP)
+
+demo: setup
+	$(BIN)/halab plan params/cluster.yaml
+	$(BIN)/halab run --phases plan,0
+
+lint: setup
+	$(BIN)/ruff check lib tests bench
+	$(BIN)/ruff format --check lib tests bench
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+test: lint typecheck
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python bench/plan_scale.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	find outputs -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

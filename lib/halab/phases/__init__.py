@@ -1,0 +1,1 @@
+"""Steps (build) and checks (validate) of each phase, as plain functions of a Context."""

@@ -1,0 +1,77 @@
+"""A target file says how to reach a cluster: the twin, or the real one at home.
+
+The inventory keeps the plan's addresses; a target may map them to others (the twin
+maps 192.168.1.x to 127.77.0.x). Secrets are named by environment variable only.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from halab.errors import Problem, TargetError
+from halab.inventory.yaml_source import YamlReadError, format_path, read_yaml
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SshSettings(_Strict):
+    user: str = "root"
+    port: int = Field(default=22, ge=1, le=65535)
+    key_file: str = ""
+    known_hosts: str = "~/.ssh/known_hosts"
+    config_file: str = "~/.ssh/config"
+
+
+class AddressMap(_Strict):
+    """Replace the inventory's addresses: either one rule or an explicit table."""
+
+    last_octet_on: IPv4Network | None = None  # 192.168.1.12 -> <network>.12
+    explicit: dict[IPv4Address, IPv4Address] = Field(default_factory=dict)
+
+    def map(self, address: IPv4Address) -> IPv4Address:
+        if address in self.explicit:
+            return self.explicit[address]
+        if self.last_octet_on is not None:
+            base = int(self.last_octet_on.network_address)
+            return IPv4Address(base + (int(address) & 0xFF))
+        return address
+
+
+class Target(_Strict):
+    kind: Literal["twin", "cluster"]
+    kubeconfig: str = ""
+    context: str = ""
+    api_port: int = Field(default=6443, ge=1, le=65535)
+    ssh: SshSettings = Field(default_factory=SshSettings)
+    addresses: AddressMap = Field(default_factory=AddressMap)
+    secrets: dict[str, str] = Field(default_factory=dict)  # secret name -> env variable
+    source: str = ""
+
+
+def load_target(path: str | Path) -> Target:
+    try:
+        src = read_yaml(path)
+    except YamlReadError as exc:
+        raise TargetError(str(path), [exc.problem]) from None
+    if not isinstance(src.data, dict):
+        raise TargetError(
+            str(path),
+            [Problem("", "a target file is a mapping with kind: twin|cluster", file=src.file)],
+        )
+    try:
+        target = Target.model_validate({**src.data, "source": str(path)})
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
+            problems.append(
+                Problem(format_path(loc), str(err["msg"]), file=src.file, line=src.line_of(loc))
+            )
+        raise TargetError(str(path), problems) from None
+    return target

@@ -1,0 +1,45 @@
+"""Shared fixtures. The network guard is on for every test and every process tests start."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Set before halab is imported, so this process and every child (notebook kernels) is fenced.
+os.environ["HALAB_NET_GUARD"] = "loopback"
+
+from halab import netguard
+from halab.inventory.yaml_source import read_yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CLUSTER_YAML = ROOT / "params" / "cluster.yaml"
+
+netguard.install()
+
+
+@pytest.fixture(autouse=True)
+def _network_guard() -> Iterator[None]:
+    """Fail the test loudly if it tried to leave 127.0.0.0/8, even if the code caught it."""
+    netguard.refused.clear()
+    yield
+    if netguard.refused:
+        attempts = ", ".join(repr(a) for a in netguard.refused)
+        netguard.refused.clear()
+        pytest.fail(f"test tried to connect outside 127.0.0.0/8: {attempts}")
+
+
+@pytest.fixture(scope="session")
+def plan_data() -> dict[str, Any]:
+    """params/cluster.yaml as plain data (tests deep-copy and break it)."""
+    data: dict[str, Any] = read_yaml(CLUSTER_YAML).data
+    return data
+
+
+@pytest.fixture
+def data(plan_data: dict[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy(plan_data)
