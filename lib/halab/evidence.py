@@ -42,6 +42,14 @@ class Check:
             raise ValueError(f"check {self.id}: status {self.status!r} is not one of {STATUSES}")
 
 
+@dataclass(frozen=True)
+class SavedFigure:
+    path: Path
+
+    def _repr_png_(self) -> bytes:
+        return self.path.read_bytes()
+
+
 @dataclass
 class Evidence:
     name: str
@@ -80,14 +88,18 @@ class Evidence:
         self.checks.append(check)
         return check
 
-    def figure(self, fig: Figure, name: str) -> Path:
-        """Save a figure beside the evidence (PNG) so the run's index can show it."""
+    def figure(self, fig: Figure, name: str) -> SavedFigure:
+        """Save a figure beside the evidence (PNG) so the run's index can show it.
+
+        The result shows the PNG when it is a cell's last expression: figures made with
+        matplotlib.figure.Figure (no pyplot, so no global state) have no display of their own.
+        """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / f"{self.name}.{name}.png"
         fig.savefig(path, dpi=110, bbox_inches="tight")
         if path.name not in self.figures:
             self.figures.append(path.name)
-        return path
+        return SavedFigure(path)
 
     def table(self) -> pd.DataFrame:
         rows = [

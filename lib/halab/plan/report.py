@@ -38,7 +38,10 @@ class PlanReport:
         )
         return {
             "quorum": pd.DataFrame(self.quorum),
-            "placement": pd.DataFrame(self.placement),
+            # SeaweedFS's multi-line refusals read better on one line in a table.
+            "placement": pd.DataFrame(self.placement).assign(
+                reason=lambda f: f["reason"].str.split().str.join(" ")
+            ),
             "failure_matrix": pd.DataFrame(self.failure_matrix),
             "failover": pd.DataFrame(self.failover),
             "findings": findings,

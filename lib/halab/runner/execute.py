@@ -17,6 +17,7 @@ from nbconvert import HTMLExporter
 
 from halab.inventory import load_inventory
 from halab.runner.index import write_index
+from halab.runner.kernel import IpcKernelManager
 from halab.secrets import redact_file, secret_values
 from halab.target import load_target
 
@@ -93,8 +94,7 @@ def run_notebooks(
             result.error = (
                 f"secret value(s) of {', '.join(result.leaked)} found in the evidence; redacted"
             )
-        counts = result.checks.get("counts", {})
-        summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "no checks recorded"
+        summary = summarize(result.checks.get("checks", []))
         progress(
             f"[{i}/{len(names)}] {name}: {result.status} in {result.seconds:.1f} s "
             f"({summary})" + (f"\n    {result.error}" if result.error else "")
@@ -106,6 +106,18 @@ def run_notebooks(
     index = write_index(run_dir, [_index_row(r) for r in results])
     progress(f"evidence: {index}")
     return outcome
+
+
+def summarize(checks: list[dict[str, Any]]) -> str:
+    """'2 pass, 6 fail (advisory), 9 warn': an advisory failure does not fail a notebook."""
+    counts: dict[str, int] = {}
+    for check in checks:
+        status = check["status"]
+        if status == "fail" and not check.get("required", True):
+            status = "fail (advisory)"
+        counts[status] = counts.get(status, 0) + 1
+    order = ["pass", "fail", "fail (advisory)", "warn", "skip"]
+    return ", ".join(f"{counts[s]} {s}" for s in order if s in counts) or "no checks recorded"
 
 
 def _run_one(
@@ -134,6 +146,7 @@ def _run_one(
             str(output),
             parameters=parameters,
             kernel_name="python3",
+            kernel_manager_class=IpcKernelManager,
             progress_bar=False,
             cwd=str(cwd) if cwd else None,
             execution_timeout=cell_timeout,
