@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.halab-installed
-# Debian packages: ssh for the SSH adapter and its tests.
-APT_PACKAGES := openssh-client
+# Debian packages: ffmpeg for the transcode benchmark, OpenSSH for the SSH adapter and the
+# real sshd its tests talk to, Chromium to check that the benchmark report renders.
+APT_PACKAGES := ffmpeg openssh-client openssh-server chromium
 
 export PYTHONDONTWRITEBYTECODE := 1
 
@@ -46,6 +47,7 @@ test: lint typecheck
 
 bench: setup
 	$(BIN)/python bench/plan_scale.py
+	$(BIN)/python bench/transcode_overhead.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -96,6 +96,71 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from halab.transcode.bench import BenchConfig, run_bench
+    from halab.transcode.report import render_compare, write_report
+    from halab.transcode.results import load_result
+
+    if args.bench_command == "report":
+        doc = load_result(resolve(args.result))
+        out = resolve(args.out) if args.out else resolve(args.result).with_suffix(".html")
+        print(write_report(doc, out))
+        return 0
+    if args.bench_command == "compare":
+        docs = [(resolve(p).stem, load_result(resolve(p))) for p in args.results]
+        out = resolve(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render_compare(docs), encoding="utf-8")
+        print(out)
+        return 0
+
+    from halab.inventory import load_inventory
+    from halab.target import load_target
+    from halab.transcode.workers import runners_for
+
+    size = None
+    if args.clip_size:
+        width, _, height = args.clip_size.partition("x")
+        size = (int(width), int(height))
+    config = BenchConfig(
+        profiles=args.profiles.split(","),
+        encoders=args.encoders.split(","),
+        warmup_s=args.warmup,
+        window_s=args.window,
+        max_streams=args.max_streams,
+        clip_seconds=args.clip_seconds,
+        clip_size=size,
+        media_dir=resolve("outputs/media"),
+    )
+    target = load_target(resolve(args.target)) if args.target else None
+    inventory = load_inventory(resolve(args.inventory)) if target else None
+    runners = runners_for(args.workers.split(","), inventory, target)
+    try:
+        doc = run_bench(
+            runners,
+            config,
+            progress=lambda line: print(line, file=sys.stderr, flush=True),
+            together=args.together,
+        )
+    finally:
+        for runner in runners:
+            runner.close()
+    out = (
+        resolve(args.out)
+        if args.out
+        else resolve(f"outputs/bench/{time.strftime('%Y%m%d-%H%M%S')}.json")
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    report = write_report(doc, out.with_suffix(".html"))
+    failed = [w["name"] for w in doc["workers"] if w["status"] != "ok"]
+    print(f"result: {out}\nreport: {report}")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="halab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +182,41 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="outputs/runs")
     r.add_argument("--cell-timeout", type=int, default=1800, help="seconds per cell")
     r.set_defaults(func=_cmd_run)
+
+    b = sub.add_parser(
+        "bench",
+        help="transcode benchmark: realtime streams per worker (subcommands: report, compare)",
+    )
+    b.add_argument(
+        "--workers",
+        default="local",
+        help="comma-separated: local, or inventory nodes/hosts reached over SSH",
+    )
+    b.add_argument("--inventory", default="params/cluster.yaml")
+    b.add_argument("--target", default=None, help="target file (SSH settings, address map)")
+    b.add_argument(
+        "--profiles",
+        default="1080p-h264-to-720p",
+        help="comma-separated; known: 4k-hevc10-to-1080p, 1080p-hevc-to-720p, 1080p-h264-to-720p",
+    )
+    b.add_argument("--encoders", default="libx264,h264_vaapi,h264_qsv,h264_nvenc")
+    b.add_argument("--window", type=float, default=10.0, help="measuring window, seconds")
+    b.add_argument("--warmup", type=float, default=3.0, help="seconds ignored at the start")
+    b.add_argument("--max-streams", type=int, default=16)
+    b.add_argument("--clip-seconds", type=float, default=10.0)
+    b.add_argument("--clip-size", default=None, help="WxH to override the clips' frame size")
+    b.add_argument(
+        "--together", action="store_true", help="measure all workers at once (cluster-wide run)"
+    )
+    b.add_argument("--out", default=None, help="result JSON (default outputs/bench/<time>.json)")
+    b.set_defaults(func=_cmd_bench, bench_command=None)
+    bsub = b.add_subparsers(dest="bench_command")
+    br = bsub.add_parser("report", help="one self-contained HTML file from a result")
+    br.add_argument("result")
+    br.add_argument("--out", default=None)
+    bc = bsub.add_parser("compare", help="several results side by side, with community numbers")
+    bc.add_argument("results", nargs="+")
+    bc.add_argument("--out", default="outputs/bench/compare.html")
 
     rep = sub.add_parser("report", help="rewrite index.html of a run directory")
     rep.add_argument("run_dir")

@@ -1,0 +1,1 @@
+"""Transcode benchmark: how many realtime streams a worker sustains, measured with ffmpeg."""

@@ -1,0 +1,246 @@
+"""Where ffmpeg runs: this machine, or a host over SSH. The harness is the same for both.
+
+A runner starts commands and hands back a `Stream` whose stdout lines arrive, stamped,
+in a background thread. Every command a benchmark starts carries a tag in its argv
+(`-metadata comment=<tag>`), so `kill_tagged` can stop exactly those processes, locally
+or remotely, when a run ends, fails or is interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from halab.errors import StepError
+
+
+class TranscodeError(StepError):
+    """A benchmark step could not run (no ffmpeg, an unreadable file, a worker gone)."""
+
+
+@dataclass
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Stream:
+    """One running command: its stamped stdout lines and the tail of its stderr."""
+
+    started: float
+    lines: list[tuple[float, str]] = field(default_factory=list)
+    stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+    returncode: int | None = None
+    _stop: Callable[[], None] = lambda: None
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def stop(self) -> None:
+        self._stop()
+
+    def join(self, timeout: float = 5.0) -> None:
+        for thread in self._threads:
+            thread.join(timeout)
+
+
+class Runner(Protocol):
+    name: str
+
+    def run(self, argv: list[str], timeout: float = 60.0) -> Completed: ...
+
+    def start(self, argv: list[str]) -> Stream: ...
+
+    def kill_tagged(self, tag: str) -> None: ...
+
+    def stage(self, local: Path) -> str: ...
+
+    def cpu_jiffies(self) -> tuple[int, int]: ...
+
+    def close(self) -> None: ...
+
+
+def pump(readline: Callable[[], bytes | str], sink: Callable[[str], None]) -> None:
+    """Feed every line from `readline` to `sink` until end of file."""
+    while True:
+        raw = readline()
+        if not raw:
+            return
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        sink(text.rstrip("\r\n"))
+
+
+def _parse_proc_stat(text: str) -> tuple[int, int]:
+    """(busy, total) jiffies from the first line of /proc/stat."""
+    fields = [int(v) for v in text.splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields) - idle, sum(fields)
+
+
+class LocalRunner:
+    """Runs on this machine; each stream in its own process group, so a kill takes all."""
+
+    def __init__(self, name: str = "local", workdir: Path | None = None) -> None:
+        self.name = name
+        self.workdir = workdir
+
+    def run(self, argv: list[str], timeout: float = 60.0) -> Completed:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        except FileNotFoundError as exc:
+            raise TranscodeError(f"{self.name}: {argv[0]} not found ({exc})") from exc
+        return Completed(done.returncode, done.stdout, done.stderr)
+
+    def start(self, argv: list[str]) -> Stream:
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        stream = Stream(started=time.monotonic())
+
+        def out(line: str) -> None:
+            stream.lines.append((time.monotonic() - stream.started, line))
+
+        def stop() -> None:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            stream.returncode = proc.returncode
+
+        assert proc.stdout is not None and proc.stderr is not None
+        stream._stop = stop
+        stream._threads = [
+            threading.Thread(target=pump, args=(proc.stdout.readline, out), daemon=True),
+            threading.Thread(
+                target=pump, args=(proc.stderr.readline, stream.stderr_tail.append), daemon=True
+            ),
+        ]
+        for thread in stream._threads:
+            thread.start()
+        threading.Thread(
+            target=lambda: setattr(stream, "returncode", proc.wait()), daemon=True
+        ).start()
+        return stream
+
+    def kill_tagged(self, tag: str) -> None:
+        # Belt and braces: streams were killed by process group already.
+        subprocess.run(["pkill", "-KILL", "-f", tag], capture_output=True, check=False)
+
+    def stage(self, local: Path) -> str:
+        return str(local)
+
+    def cpu_jiffies(self) -> tuple[int, int]:
+        return _parse_proc_stat(Path("/proc/stat").read_text())
+
+    def close(self) -> None:
+        pass
+
+    def facts(self) -> dict[str, object]:
+        return {
+            "host": platform.node(),
+            "arch": platform.machine(),
+            "cores": os.cpu_count(),
+            "cpu_model": _cpu_model(Path("/proc/cpuinfo").read_text()),
+            "dri": sorted(os.listdir("/dev/dri")) if os.path.isdir("/dev/dri") else [],
+        }
+
+
+def _cpu_model(cpuinfo: str) -> str:
+    for line in cpuinfo.splitlines():
+        if line.lower().startswith(("model name", "hardware", "cpu model")):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def require_ffmpeg(runner: Runner) -> str:
+    """ffmpeg's version line on the worker, or an error naming the package to install."""
+    try:
+        done = runner.run(["ffmpeg", "-hide_banner", "-version"], timeout=30)
+    except TranscodeError:
+        done = Completed(127, "", "")
+    if done.returncode != 0 or not done.stdout.startswith("ffmpeg version"):
+        raise TranscodeError(
+            f"{runner.name}: ffmpeg is not installed; install it with "
+            "`apt-get install ffmpeg` (Debian/Ubuntu) or use a worker image that has it"
+        )
+    return done.stdout.splitlines()[0]
+
+
+def have_local_ffmpeg() -> bool:
+    return shutil.which("ffmpeg") is not None and shutil.which("ffprobe") is not None
+
+
+def quote(argv: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+class SshRunner:
+    """Runs on a host reached over SSH; the clips are uploaded once (named by hash)."""
+
+    def __init__(self, host: SshHostLike, media_dir: str = "/tmp/halab-media") -> None:
+        self.host = host
+        self.name = host.name
+        self.media_dir = media_dir
+
+    def run(self, argv: list[str], timeout: float = 60.0) -> Completed:
+        return self.host.run(argv, timeout)
+
+    def start(self, argv: list[str]) -> Stream:
+        return self.host.start(argv)
+
+    def kill_tagged(self, tag: str) -> None:
+        self.host.run(["pkill", "-KILL", "-f", tag], timeout=30)
+
+    def stage(self, local: Path) -> str:
+        remote = f"{self.media_dir}/{local.name}"
+        self.host.upload(local, remote)
+        return remote
+
+    def cpu_jiffies(self) -> tuple[int, int]:
+        return _parse_proc_stat(self.host.run(["head", "-n1", "/proc/stat"], timeout=30).stdout)
+
+    def close(self) -> None:
+        self.host.close()
+
+    def facts(self) -> dict[str, object]:
+        out = self.host.run(
+            "uname -n; uname -m; nproc; cat /proc/cpuinfo; echo @@; ls /dev/dri 2>/dev/null",
+            timeout=30,
+        ).stdout
+        head, _, dri = out.partition("@@")
+        lines = head.splitlines()
+        return {
+            "host": lines[0] if lines else "",
+            "arch": lines[1] if len(lines) > 1 else "",
+            "cores": int(lines[2]) if len(lines) > 2 and lines[2].isdigit() else None,
+            "cpu_model": _cpu_model(head),
+            "dri": dri.split(),
+        }
+
+
+class SshHostLike(Protocol):
+    name: str
+
+    def run(self, argv: list[str] | str, timeout: float = 60.0) -> Completed: ...
+
+    def start(self, argv: list[str]) -> Stream: ...
+
+    def upload(self, local: Path, remote: str) -> None: ...
+
+    def close(self) -> None: ...
