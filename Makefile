@@ -31,6 +31,7 @@ setup: system $(STAMP)
 demo: setup
 	$(BIN)/halab plan params/cluster.yaml
 	$(BIN)/halab run --phases plan,0
+	$(BIN)/halab bench --window 5 --warmup 2 --max-streams 8
 
 lint: setup
 	$(BIN)/ruff check lib tests bench

@@ -361,3 +361,44 @@ def test_bench_notebook_through_papermill(tmp_path: Path) -> None:
     assert checks["passed"] and len(checks["figures"]) == 3
     assert (tmp_path / "transcode-bench.report.html").exists()
     assert (tmp_path / "transcode-bench-csv" / "summary.csv").exists()
+
+
+def test_a_users_own_file_replaces_the_clip(media_dir: Path, tmp_path: Path) -> None:
+    own = tmp_path / "my movie.mkv"
+    own.write_bytes(
+        ensure_sample(SAMPLES["1080p-hevc"].scaled(256, 144), 2.0, media_dir).read_bytes()
+    )
+    config = tiny(
+        media_dir,
+        profiles=["1080p-hevc-to-720p"],
+        encoders=["libx264"],
+        max_streams=1,
+        media={"1080p-hevc": own},
+    )
+    doc = run_bench([LocalRunner()], config, progress=lambda _: None)
+    (row,) = doc["workers"][0]["results"]
+    assert row["status"] == "measured" and doc["config"]["media"] == {"1080p-hevc": str(own)}
+
+
+def test_a_corrupt_file_is_refused_before_any_run(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.mkv"
+    bad.write_bytes(b"\x00" * 1000)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "halab.cli",
+            "bench",
+            "--media",
+            f"1080p-hevc={bad}",
+            "--encoders",
+            "libx264",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2
+    assert "broken.mkv is not a readable video" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from halab.errors import HalabError
 from halab.paths import project_root, resolve
@@ -96,6 +97,27 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _media_option(values: list[str]) -> dict[str, Path]:
+    from halab.errors import InputError, Problem
+
+    out: dict[str, Path] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not path:
+            raise InputError(
+                value,
+                [
+                    Problem(
+                        "--media",
+                        f"{value!r} is not CLIP=FILE",
+                        "e.g. --media 1080p-hevc=/media/movie.mkv",
+                    )
+                ],
+            )
+        out[name] = resolve(path)
+    return out
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     import json
     import time
@@ -134,6 +156,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         clip_seconds=args.clip_seconds,
         clip_size=size,
         media_dir=resolve("outputs/media"),
+        media=_media_option(args.media),
     )
     target = load_target(resolve(args.target)) if args.target else None
     inventory = load_inventory(resolve(args.inventory)) if target else None
@@ -205,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-streams", type=int, default=16)
     b.add_argument("--clip-seconds", type=float, default=10.0)
     b.add_argument("--clip-size", default=None, help="WxH to override the clips' frame size")
+    b.add_argument(
+        "--media",
+        action="append",
+        default=[],
+        metavar="CLIP=FILE",
+        help="use your own file instead of a test clip, e.g. 1080p-hevc=movie.mkv",
+    )
     b.add_argument(
         "--together", action="store_true", help="measure all workers at once (cluster-wide run)"
     )

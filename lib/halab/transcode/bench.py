@@ -14,7 +14,7 @@ from halab.errors import InputError, Problem
 from halab.transcode.capacity import search
 from halab.transcode.detect import detect
 from halab.transcode.harness import Cancelled, Probe, measure, new_tag, stream_command
-from halab.transcode.media import ensure_sample
+from halab.transcode.media import ensure_sample, probe_media
 from halab.transcode.profiles import ENCODERS, PROFILES, SAMPLES, check_encoder, profile
 from halab.transcode.runners import Runner, require_ffmpeg
 
@@ -32,6 +32,8 @@ class BenchConfig:
     clip_seconds: float = 10.0
     clip_size: tuple[int, int] | None = None  # override the clips' frame size (tests: tiny)
     media_dir: Path = Path("outputs/media")
+    # A user's own files in place of a test clip: sample name (e.g. "1080p-hevc") -> path.
+    media: dict[str, Path] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         bad: list[Problem] = []
@@ -45,6 +47,20 @@ class BenchConfig:
                 check_encoder(name)
             except InputError as exc:
                 bad += exc.problems
+        for name, path in self.media.items():
+            if name not in SAMPLES:
+                bad.append(
+                    Problem(
+                        f"media {name}",
+                        f"unknown clip {name!r}",
+                        f"known clips: {', '.join(SAMPLES)}",
+                    )
+                )
+            else:
+                try:
+                    probe_media(Path(path))  # a corrupt file is refused before any run
+                except InputError as exc:
+                    bad += exc.problems
         bad += [
             Problem(name, f"{value} is out of range", hint)
             for name, value, ok, hint in (
@@ -67,6 +83,7 @@ class BenchConfig:
             "max_streams": self.max_streams,
             "clip_seconds": self.clip_seconds,
             "clip_size": list(self.clip_size) if self.clip_size else None,
+            "media": {k: str(v) for k, v in self.media.items()},
         }
 
 
@@ -115,9 +132,14 @@ def run_worker(
         for pname in config.profiles:
             prof = PROFILES[pname]
             spec = SAMPLES[prof.source]
-            if config.clip_size:
-                spec = spec.scaled(*config.clip_size)
-            clip = ensure_sample(spec, config.clip_seconds, config.media_dir)
+            if spec.name in config.media:
+                clip = Path(config.media[spec.name])
+                height = int(str(probe_media(clip)["height"]))
+            else:
+                if config.clip_size:
+                    spec = spec.scaled(*config.clip_size)
+                clip = ensure_sample(spec, config.clip_seconds, config.media_dir)
+                height = spec.height
             remote = runner.stage(clip)
             for enc in config.encoders:
                 row: dict[str, Any] = {"profile": pname, "encoder": enc}
@@ -132,7 +154,7 @@ def run_worker(
                     progress(f"{runner.name}: {pname} {enc}: skipped ({statuses[enc].reason})")
                     continue
                 tag = new_tag()
-                argv = stream_command(remote, spec.height, prof, enc, tag)
+                argv = stream_command(remote, height, prof, enc, tag)
 
                 def one(
                     n: int,

@@ -169,7 +169,8 @@ def _cpu_model(cpuinfo: str) -> str:
 
 
 def require_ffmpeg(runner: Runner) -> str:
-    """ffmpeg's version line on the worker, or an error naming the package to install."""
+    """ffmpeg's version and build configuration on the worker, or an error naming the
+    package to install."""
     try:
         done = runner.run(["ffmpeg", "-hide_banner", "-version"], timeout=30)
     except TranscodeError:
@@ -179,7 +180,9 @@ def require_ffmpeg(runner: Runner) -> str:
             f"{runner.name}: ffmpeg is not installed; install it with "
             "`apt-get install ffmpeg` (Debian/Ubuntu) or use a worker image that has it"
         )
-    return done.stdout.splitlines()[0]
+    lines = done.stdout.splitlines()
+    config = next((line for line in lines if line.startswith("configuration:")), "")
+    return lines[0] + (f"\n{config}" if config else "")
 
 
 def have_local_ffmpeg() -> bool:
