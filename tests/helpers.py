@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +45,30 @@ def only(found: list[Problem], path: str) -> Problem:
 
 def load(data: Any) -> Inventory:
     return inventory_from_data(data)
+
+
+def halab_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the halab command as a user does: a subprocess, with its exit code."""
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run(
+        [sys.executable, "-m", "halab.cli", *args],
+        cwd=cwd or root,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def papermill(notebook: str, output: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """papermill by hand, from the project root, as the README shows it."""
+    root = Path(__file__).resolve().parents[1]
+    exe = Path(sys.executable).with_name("papermill")
+    return subprocess.run(
+        [str(exe), notebook, str(output), *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from conftest import CLUSTER_YAML, ROOT
+from helpers import halab_cli
 
 
 def halab(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "halab.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return halab_cli(*args, cwd=cwd)
 
 
 def test_plan_prints_tables_and_findings() -> None:

@@ -15,7 +15,7 @@ from halab.inventory.yaml_source import read_yaml
 from halab.runner import parse_phases, run_notebooks
 
 from conftest import CLUSTER_YAML, ROOT
-from helpers import write_yaml
+from helpers import papermill, write_yaml
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
@@ -68,23 +68,15 @@ def test_halab_run_plan_and_phase0(tmp_path: Path) -> None:
 
 @pytest.mark.notebook
 def test_papermill_by_hand(tmp_path: Path) -> None:
-    papermill = Path(sys.executable).with_name("papermill")
-    out = subprocess.run(
-        [
-            str(papermill),
-            "notebooks/plan.ipynb",
-            str(tmp_path / "out.ipynb"),
-            "-p",
-            "inventory",
-            "params/cluster.yaml",
-            "-p",
-            "run_dir",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    out = papermill(
+        "notebooks/plan.ipynb",
+        tmp_path / "out.ipynb",
+        "-p",
+        "inventory",
+        "params/cluster.yaml",
+        "-p",
+        "run_dir",
+        str(tmp_path),
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "plan.checks.json").exists()

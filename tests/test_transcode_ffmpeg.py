@@ -27,6 +27,7 @@ from halab.transcode.workers import runners_for
 
 import sshd
 from conftest import CLUSTER_YAML, ROOT
+from helpers import halab_cli, papermill
 
 pytestmark = pytest.mark.skipif(
     not have_local_ffmpeg(), reason="ffmpeg is not installed (apt-get install ffmpeg)"
@@ -112,39 +113,10 @@ def test_local_bench_result_and_report(media_dir: Path, tmp_path: Path) -> None:
     loaded = load_result(path)
     assert set(summary_frame(loaded).encoder) == {"libx264", "h264_vaapi"}
     assert not streams_frame(loaded).empty
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "halab.cli",
-            "bench",
-            "report",
-            str(path),
-            "--out",
-            str(tmp_path / "report.html"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = halab_cli("bench", "report", str(path), "--out", str(tmp_path / "report.html"))
     assert out.returncode == 0, out.stderr
     assert_plots_render(tmp_path / "report.html", expected=3)
-    csv = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "halab.cli",
-            "bench",
-            "compare",
-            str(path),
-            str(path),
-            "--out",
-            str(tmp_path / "cmp.html"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    csv = halab_cli("bench", "compare", str(path), str(path), "--out", str(tmp_path / "cmp.html"))
     assert csv.returncode == 0, csv.stderr
     assert "community" in (tmp_path / "cmp.html").read_text()
 
@@ -234,18 +206,20 @@ def ssh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sshd.Sshd]:
     sshd.stop(server)
 
 
-def test_ssh_worker_through_inventory_and_target(ssh_server: sshd.Sshd, media_dir: Path) -> None:
-    target = Target(
-        kind="cluster",
-        ssh=SshSettings(
-            user=ssh_server.user,
-            port=ssh_server.port,
-            key_file=str(ssh_server.key_file),
-            known_hosts=str(ssh_server.known_hosts),
-            config_file="/nonexistent",
-        ),
-        addresses={"last_octet_on": "127.77.0.0/24"},
+def ssh_target(server: sshd.Sshd, known_hosts: Path) -> Target:
+    """A target that maps 192.168.1.x to 127.77.0.x and logs in with the test's key."""
+    settings = SshSettings(
+        user=server.user,
+        port=server.port,
+        key_file=str(server.key_file),
+        known_hosts=str(known_hosts),
+        config_file="/nonexistent",
     )
+    return Target(kind="cluster", ssh=settings, addresses={"last_octet_on": "127.77.0.0/24"})
+
+
+def test_ssh_worker_through_inventory_and_target(ssh_server: sshd.Sshd, media_dir: Path) -> None:
+    target = ssh_target(ssh_server, ssh_server.known_hosts)
     runners = runners_for(["k3s-w3", "local"], load_inventory(CLUSTER_YAML), target)
     try:
         doc = run_bench(
@@ -266,17 +240,7 @@ def test_ssh_worker_through_inventory_and_target(ssh_server: sshd.Sshd, media_di
 def test_ssh_refuses_an_unknown_host_key(ssh_server: sshd.Sshd, tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")
-    target = Target(
-        kind="cluster",
-        ssh=SshSettings(
-            user=ssh_server.user,
-            port=ssh_server.port,
-            key_file=str(ssh_server.key_file),
-            known_hosts=str(empty),
-            config_file="/nonexistent",
-        ),
-        addresses={"last_octet_on": "127.77.0.0/24"},
-    )
+    target = ssh_target(ssh_server, empty)
     (runner,) = runners_for(["k3s-w3"], load_inventory(CLUSTER_YAML), target)
     with pytest.raises(TranscodeError, match="known_hosts"):
         runner.run(["true"])
@@ -312,49 +276,46 @@ def test_ctrl_c_leaves_no_ffmpeg_behind(tmp_path: Path, mode: list[str]) -> None
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not ffmpeg_with("halab-bench-"):
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.1)
-    assert ffmpeg_with("halab-bench-"), "the benchmark never started ffmpeg"
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err.decode()[-2000:]
-    assert ffmpeg_with("halab-bench-") == []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not ffmpeg_with("halab-bench-"):
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        assert ffmpeg_with("halab-bench-"), "the benchmark never started ffmpeg"
+        # At once: the interrupt lands while the other worker may still be starting up.
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err.decode()[-2000:]
+        assert ffmpeg_with("halab-bench-") == []
+    finally:
+        proc.kill()
+        subprocess.run(["pkill", "-KILL", "-f", "halab-bench-"], check=False)
 
 
 def test_bench_notebook_through_papermill(tmp_path: Path) -> None:
-    papermill = Path(sys.executable).with_name("papermill")
-    out = subprocess.run(
-        [
-            str(papermill),
-            "notebooks/transcode-bench.ipynb",
-            str(tmp_path / "tb.ipynb"),
-            "-p",
-            "run_dir",
-            str(tmp_path),
-            "-p",
-            "clip_size",
-            "320x180",
-            "-p",
-            "window_s",
-            "1.5",
-            "-p",
-            "warmup_s",
-            "0.5",
-            "-p",
-            "max_streams",
-            "2",
-            "-p",
-            "clip_seconds",
-            "2",
-            "-y",
-            "encoders: [libx264, h264_nvenc]",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    out = papermill(
+        "notebooks/transcode-bench.ipynb",
+        tmp_path / "tb.ipynb",
+        "-p",
+        "run_dir",
+        str(tmp_path),
+        "-p",
+        "clip_size",
+        "320x180",
+        "-p",
+        "window_s",
+        "1.5",
+        "-p",
+        "warmup_s",
+        "0.5",
+        "-p",
+        "max_streams",
+        "2",
+        "-p",
+        "clip_seconds",
+        "2",
+        "-y",
+        "encoders: [libx264, h264_nvenc]",
     )
     assert out.returncode == 0, out.stderr[-3000:]
     checks = json.loads((tmp_path / "transcode-bench.checks.json").read_text())
@@ -383,22 +344,7 @@ def test_a_users_own_file_replaces_the_clip(media_dir: Path, tmp_path: Path) -> 
 def test_a_corrupt_file_is_refused_before_any_run(tmp_path: Path) -> None:
     bad = tmp_path / "broken.mkv"
     bad.write_bytes(b"\x00" * 1000)
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "halab.cli",
-            "bench",
-            "--media",
-            f"1080p-hevc={bad}",
-            "--encoders",
-            "libx264",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = halab_cli("bench", "--media", f"1080p-hevc={bad}", "--encoders", "libx264")
     assert out.returncode == 2
     assert "broken.mkv is not a readable video" in out.stderr
     assert "Traceback" not in out.stderr

@@ -40,6 +40,15 @@ def allowed(address: Any) -> bool:
     return ip.is_loopback
 
 
+def _refuse_unless_allowed(address: Any) -> None:
+    if not allowed(address):
+        refused.append(address)
+        raise NetworkGuardError(
+            f"halab network guard: refused connection to {address!r} "
+            "(only 127.0.0.0/8 is allowed here)"
+        )
+
+
 def install() -> None:
     global _installed
     if _installed:
@@ -48,21 +57,11 @@ def install() -> None:
     original_connect_ex = socket.socket.connect_ex
 
     def guarded_connect(self: socket.socket, address: Any) -> None:
-        if not allowed(address):
-            refused.append(address)
-            raise NetworkGuardError(
-                f"halab network guard: refused connection to {address!r} "
-                "(only 127.0.0.0/8 is allowed here)"
-            )
+        _refuse_unless_allowed(address)
         original_connect(self, address)
 
     def guarded_connect_ex(self: socket.socket, address: Any) -> int:
-        if not allowed(address):
-            refused.append(address)
-            raise NetworkGuardError(
-                f"halab network guard: refused connection to {address!r} "
-                "(only 127.0.0.0/8 is allowed here)"
-            )
+        _refuse_unless_allowed(address)
         return original_connect_ex(self, address)
 
     socket.socket.connect = guarded_connect  # type: ignore[method-assign,assignment]

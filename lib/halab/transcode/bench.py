@@ -199,6 +199,7 @@ def run_bench(
     entries: list[dict[str, Any]] = [{} for _ in runners]
     if together and len(runners) > 1:
         cancel = threading.Event()
+        finished = [threading.Event() for _ in runners]
 
         def work(i: int, runner: Runner) -> None:
             try:
@@ -210,20 +211,24 @@ def run_bench(
                     "reason": "interrupted",
                     "results": [],
                 }
+            finally:
+                finished[i].set()
 
-        threads = [threading.Thread(target=work, args=(i, r)) for i, r in enumerate(runners)]
-        for t in threads:
-            t.start()
+        for i, runner in enumerate(runners):
+            threading.Thread(target=work, args=(i, runner), name=f"bench-{runner.name}").start()
         try:
-            while any(t.is_alive() for t in threads):
-                for t in threads:
-                    t.join(0.1)
+            # Wait on events, not Thread.join: a Ctrl-C that lands inside join() can leave
+            # CPython believing the thread has ended (it has not), and we would exit with
+            # its ffmpeg processes still running.
+            for event in finished:
+                while not event.wait(0.1):
+                    pass
         except KeyboardInterrupt:
             # Ctrl-C reaches only this thread: tell the workers, and wait until each has
             # stopped the processes it started before letting the interrupt go on.
             cancel.set()
-            for t in threads:
-                t.join()
+            for event in finished:
+                event.wait()
             raise
     else:
         for i, runner in enumerate(runners):
