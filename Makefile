@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install -q --upgrade pip
 	@echo "halab: installing the Python packages into $(VENV) (a minute or two the first time)"
 	@$(BIN)/python -m pip install -q -e '.[dev]'
+	@$(BIN)/python tools/install-kubectl.py $(BIN)
 	@touch $(STAMP)
 
 setup: system $(STAMP)
@@ -48,6 +49,7 @@ test: lint typecheck
 
 bench: setup
 	$(BIN)/python bench/plan_scale.py
+	$(BIN)/python bench/render_scale.py
 	$(BIN)/python bench/transcode_overhead.py
 
 clean:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +73,67 @@ def papermill(notebook: str, output: Path, *args: str) -> subprocess.CompletedPr
         text=True,
         timeout=600,
     )
+
+
+def corrected(data: dict[str, Any]) -> dict[str, Any]:
+    """The plan's cluster with every finding's fix applied."""
+    fixed = copy.deepcopy(data)
+    sw = fixed["storage"]["seaweedfs"]
+    sw.update({"replication": "010", "racks": "host"})
+    sw["target"] = {"replication": "010", "racks": "host"}
+    for n in fixed["nodes"]:
+        n["taints"] = [
+            "node-role.kubernetes.io/control-plane:NoSchedule"
+            if t.startswith("node-role.kubernetes.io/master")
+            else t
+            for t in n.get("taints", [])
+        ]
+        if n["k3s_role"] == "server" and not n.get("taints"):
+            n["taints"] = ["node-role.kubernetes.io/control-plane:NoSchedule"]
+    shared = [
+        {
+            "name": "plex-cache",
+            "kind": "nfs",
+            "export": "plexcache",
+            "read_only": True,
+            "mount_path": "/config/Library/Application Support/Plex Media Server/Cache",
+        },
+        {
+            "name": "plex-drivers",
+            "kind": "nfs",
+            "export": "plexdrivers",
+            "read_only": True,
+            "mount_path": "/config/Library/Application Support/Plex Media Server/Drivers",
+        },
+    ]
+    fixed["storage"]["nfs"]["exports"] += [
+        {"name": "plexcache", "path": "/mnt/user/plexcache", "mount_path": "/c"},
+        {"name": "plexdrivers", "path": "/mnt/user/plexdrivers", "mount_path": "/d"},
+    ]
+    for app in fixed["apps"]:
+        if app["name"] in ("plex", "sonarr", "clusterplex-orchestrator"):
+            app["placement"] = {
+                "required": {"role": ["primary", "backup"]},
+                "preferred": [{"weight": 100, "match": {"role": "primary"}}],
+            }
+        if app.get("role") == "worker":
+            app["volumes"] = app["volumes"] + copy.deepcopy(shared)
+        if app["name"] == "clusterplex-worker":
+            app["resources"] = {"limits": {"gpu.intel.com/i915": 1}}
+        if app["name"] == "clusterplex-orchestrator":
+            app["strategy"] = "Recreate"
+            app["env"] = {"WORKER_SELECTION_STRATEGY": "LOAD_TASKS"}
+        if app["name"] == "sonarr":
+            app["volumes"][1]["read_only"] = True
+    fixed["claims"] = [c for c in fixed["claims"] if c["about"] != "seaweedfs_usable_gib"]
+    fixed["claims"].append(
+        {
+            "about": "seaweedfs_usable_gib",
+            "value": 159,
+            "says": "about 160 GiB usable with 010 over three hosts",
+        }
+    )
+    for c in fixed["claims"]:
+        if c["about"] == "api_when_hosts_down" and len(c["hosts"]) == 2:
+            c["value"] = "unavailable"
+    return fixed

@@ -13,7 +13,7 @@ from halab.plan.failover import predictions
 from halab.plan.quorum import api_available, etcd_quorum
 
 from conftest import CLUSTER_YAML
-from helpers import load
+from helpers import corrected, load
 
 
 @pytest.fixture(scope="module")
@@ -115,70 +115,6 @@ def test_the_plan_has_the_known_mistakes(report) -> None:  # type: ignore[no-unt
         "Total Capacity: ~500GB usable (after 3x replication)"
     ]
     assert "020: 9.8 GiB" in capacity[0].evidence
-
-
-def corrected(data: dict[str, Any]) -> dict[str, Any]:
-    """The plan's cluster with every finding's fix applied."""
-    fixed = copy.deepcopy(data)
-    sw = fixed["storage"]["seaweedfs"]
-    sw.update({"replication": "010", "racks": "host"})
-    sw["target"] = {"replication": "010", "racks": "host"}
-    for n in fixed["nodes"]:
-        n["taints"] = [
-            "node-role.kubernetes.io/control-plane:NoSchedule"
-            if t.startswith("node-role.kubernetes.io/master")
-            else t
-            for t in n.get("taints", [])
-        ]
-        if n["k3s_role"] == "server" and not n.get("taints"):
-            n["taints"] = ["node-role.kubernetes.io/control-plane:NoSchedule"]
-    shared = [
-        {
-            "name": "plex-cache",
-            "kind": "nfs",
-            "export": "plexcache",
-            "read_only": True,
-            "mount_path": "/config/Library/Application Support/Plex Media Server/Cache",
-        },
-        {
-            "name": "plex-drivers",
-            "kind": "nfs",
-            "export": "plexdrivers",
-            "read_only": True,
-            "mount_path": "/config/Library/Application Support/Plex Media Server/Drivers",
-        },
-    ]
-    fixed["storage"]["nfs"]["exports"] += [
-        {"name": "plexcache", "path": "/mnt/user/plexcache", "mount_path": "/c"},
-        {"name": "plexdrivers", "path": "/mnt/user/plexdrivers", "mount_path": "/d"},
-    ]
-    for app in fixed["apps"]:
-        if app["name"] in ("plex", "sonarr", "clusterplex-orchestrator"):
-            app["placement"] = {
-                "required": {"role": ["primary", "backup"]},
-                "preferred": [{"weight": 100, "match": {"role": "primary"}}],
-            }
-        if app.get("role") == "worker":
-            app["volumes"] = app["volumes"] + copy.deepcopy(shared)
-        if app["name"] == "clusterplex-worker":
-            app["resources"] = {"limits": {"gpu.intel.com/i915": 1}}
-        if app["name"] == "clusterplex-orchestrator":
-            app["strategy"] = "Recreate"
-            app["env"] = {"WORKER_SELECTION_STRATEGY": "LOAD_TASKS"}
-        if app["name"] == "sonarr":
-            app["volumes"][1]["read_only"] = True
-    fixed["claims"] = [c for c in fixed["claims"] if c["about"] != "seaweedfs_usable_gib"]
-    fixed["claims"].append(
-        {
-            "about": "seaweedfs_usable_gib",
-            "value": 159,
-            "says": "about 160 GiB usable with 010 over three hosts",
-        }
-    )
-    for c in fixed["claims"]:
-        if c["about"] == "api_when_hosts_down" and len(c["hosts"]) == 2:
-            c["value"] = "unavailable"
-    return fixed
 
 
 def test_a_corrected_inventory_clears_every_finding(plan_data: dict[str, Any]) -> None:

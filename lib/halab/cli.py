@@ -48,6 +48,51 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_render(args: argparse.Namespace) -> int:
+    import json
+
+    from halab.inventory import load_inventory
+    from halab.render import render
+    from halab.render.files import check, digest, write
+    from halab.render.validate import validate_tree
+
+    inventory = load_inventory(resolve(args.inventory))
+    files = render(inventory)
+    validate_tree(files, inventory.cluster.kubernetes_version)
+    out = Path(args.out)
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {"path": p, "sha256": digest(t), "bytes": len(t.encode())}
+                    for p, t in files.items()
+                ],
+                indent=1,
+            )
+        )
+        return 0
+    if args.check:
+        drift = check(files, out)
+        if drift.clean:
+            print(f"{out}: in step with the inventory ({len(files)} files)")
+            return 0
+        for label, paths in (
+            ("changed", drift.changed),
+            ("missing", drift.missing),
+            ("not rendered any more", drift.extra),
+        ):
+            for path in paths:
+                print(f"{label}: {path}")
+        print(drift.diff)
+        return 1
+    written, unchanged, removed = write(files, out)
+    print(
+        f"{out}: {written} written, {unchanged} unchanged, {len(removed)} removed "
+        f"({len(files)} files, all valid)"
+    )
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from halab.runner import parse_phases, run_notebooks
     from halab.runner.execute import new_run_dir
@@ -192,6 +237,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inventory", nargs="?", default="params/cluster.yaml")
     p.add_argument("--json", action="store_true", help="one JSON document instead of tables")
     p.set_defaults(func=_cmd_plan)
+
+    rn = sub.add_parser("render", help="write the GitOps tree and external configs, validated")
+    rn.add_argument("inventory", nargs="?", default="params/cluster.yaml")
+    rn.add_argument("--out", required=True, help="directory to write (or to check)")
+    rn.add_argument(
+        "--check",
+        action="store_true",
+        help="compare with --out; exit 1 with a diff when it drifted",
+    )
+    rn.add_argument("--json", action="store_true", help="list files with their hashes")
+    rn.set_defaults(func=_cmd_render)
 
     r = sub.add_parser("run", help="execute notebooks with papermill into outputs/runs/<id>/")
     r.add_argument("--inventory", default="params/cluster.yaml")

@@ -1,0 +1,207 @@
+"""apps/<namespace>/: each Kubernetes app of the inventory as a workload, Service and claims.
+
+Placement, resources, environment and volumes come from the inventory as they are; the
+planner, not the renderer, says where they are wrong. Health probes follow what each
+image serves: ClusterPlex's /health on the orchestrator (3500) and the workers (3501),
+a TCP check on the first port elsewhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from halab.inventory import App, Inventory
+from halab.inventory.addresses import parse_range
+from halab.render.objects import kustomization, labels, meta, selector
+from halab.render.yamltext import Obj, dump, dump_all
+
+HTTP_HEALTH = {"orchestrator": "/health", "worker": "/health"}
+
+
+def _affinity(app: App) -> Obj | None:
+    node: Obj = {}
+    if app.placement.required:
+        node["requiredDuringSchedulingIgnoredDuringExecution"] = {
+            "nodeSelectorTerms": [
+                {
+                    "matchExpressions": [
+                        {"key": k, "operator": "In", "values": list(v)}
+                        for k, v in app.placement.required.items()
+                    ]
+                }
+            ]
+        }
+    if app.placement.preferred:
+        node["preferredDuringSchedulingIgnoredDuringExecution"] = [
+            {
+                "weight": p.weight,
+                "preference": {
+                    "matchExpressions": [
+                        {"key": k, "operator": "In", "values": [v]} for k, v in p.match.items()
+                    ]
+                },
+            }
+            for p in app.placement.preferred
+        ]
+    return {"nodeAffinity": node} if node else None
+
+
+def _tolerations(app: App) -> list[Obj]:
+    out = []
+    for t in app.placement.tolerations:
+        tol: Obj = {"operator": t.operator}
+        if t.key:
+            tol["key"] = t.key
+        if t.operator == "Equal":
+            tol["value"] = t.value
+        if t.effect:
+            tol["effect"] = t.effect
+        if t.toleration_seconds is not None:
+            tol["tolerationSeconds"] = t.toleration_seconds
+        out.append(tol)
+    return out
+
+
+def _quantity(value: str | int | float) -> str | int:
+    return value if isinstance(value, str | int) else str(value)
+
+
+def _probe(app: App) -> Obj | None:
+    if not app.ports:
+        return None
+    path = HTTP_HEALTH.get(app.role)
+    if path:
+        return {"httpGet": {"path": path, "port": app.ports[0]}}
+    return {"tcpSocket": {"port": app.ports[0]}}
+
+
+def _volumes(app: App) -> tuple[list[Obj], list[Obj], list[Obj]]:
+    """(pod volumes, container mounts, claims to create)."""
+    volumes, mounts, claims = [], [], []
+    for vol in app.volumes:
+        mount: Obj = {"name": vol.name, "mountPath": vol.mount_path}
+        if vol.read_only:
+            mount["readOnly"] = True
+        mounts.append(mount)
+        if vol.kind == "nfs":
+            volumes.append(
+                {
+                    "name": vol.name,
+                    "persistentVolumeClaim": {"claimName": vol.export, "readOnly": vol.read_only},
+                }
+            )
+        elif vol.kind == "seaweedfs":
+            claim_name = f"{app.name}-{vol.name}"
+            mode = {"RWO": "ReadWriteOnce", "RWX": "ReadWriteMany", "ROX": "ReadOnlyMany"}
+            claims.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": meta(claim_name, app.namespace, labels=labels(app.name, vol.name)),
+                    "spec": {
+                        "accessModes": [mode[vol.access]],
+                        "storageClassName": vol.storage_class,
+                        "resources": {"requests": {"storage": vol.size or "1Gi"}},
+                    },
+                }
+            )
+            volumes.append({"name": vol.name, "persistentVolumeClaim": {"claimName": claim_name}})
+        elif vol.kind == "empty-dir":
+            volumes.append({"name": vol.name, "emptyDir": {}})
+        else:
+            volumes.append({"name": vol.name, "hostPath": {"path": vol.host_path}})
+    return volumes, mounts, claims
+
+
+def orchestrator_ip(inv: Inventory) -> str:
+    """The orchestrator's LoadBalancer address: the pool's first, pinned so that workers
+    outside Kubernetes (the Unraid container) can be configured with it."""
+    return str(parse_range(inv.network.metallb.pool[0]).first)
+
+
+def workload(app: App, inv: Inventory) -> list[Obj]:
+    lab = labels(app.name, app.role)
+    volumes, mounts, claims = _volumes(app)
+    env = dict(app.env)
+    if app.docker_mods:
+        env["DOCKER_MODS"] = "|".join(app.docker_mods)  # linuxserver.io's separator
+    container: dict[str, Any] = {
+        "name": app.name,
+        "image": app.image,
+        "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
+        "ports": [{"containerPort": p} for p in app.ports],
+        "resources": {
+            "requests": {k: _quantity(v) for k, v in app.resources.requests.items()}
+            or {"cpu": "100m", "memory": "256Mi"},
+            "limits": {k: _quantity(v) for k, v in app.resources.limits.items()},
+        },
+        "volumeMounts": mounts,
+        # linuxserver.io images start as root (s6) and drop to PUID; only this holds for all.
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+    }
+    if not container["resources"]["limits"]:
+        del container["resources"]["limits"]
+    probe = _probe(app)
+    if probe:
+        container["readinessProbe"] = {**probe, "periodSeconds": 10}
+        container["livenessProbe"] = {**probe, "periodSeconds": 30, "failureThreshold": 5}
+        container["startupProbe"] = {**probe, "periodSeconds": 10, "failureThreshold": 60}
+    pod: Obj = {"containers": [container], "volumes": volumes}
+    if app.placement.node_selector:
+        pod["nodeSelector"] = dict(app.placement.node_selector)
+    affinity = _affinity(app)
+    if affinity:
+        pod["affinity"] = affinity
+    tolerations = _tolerations(app)
+    if tolerations:
+        pod["tolerations"] = tolerations
+    template = {"metadata": {"labels": lab}, "spec": pod}
+    spec: Obj = {
+        "replicas": app.replicas,
+        "selector": {"matchLabels": selector(app.name)},
+        "template": template,
+    }
+    if app.kind == "deployment":
+        spec["strategy"] = {"type": app.strategy}
+        kind = "Deployment"
+    elif app.kind == "statefulset":
+        spec["serviceName"] = app.name
+        kind = "StatefulSet"
+    else:
+        del spec["replicas"]
+        kind = "DaemonSet"
+    objs: list[Obj] = [
+        *claims,
+        {
+            "apiVersion": "apps/v1",
+            "kind": kind,
+            "metadata": meta(app.name, app.namespace, labels=lab),
+            "spec": spec,
+        },
+    ]
+    if app.ports and app.service != "none":
+        svc: Obj = {
+            "type": app.service,
+            "selector": selector(app.name),
+            "ports": [{"name": f"p{p}", "port": p, "targetPort": p} for p in app.ports],
+        }
+        svc_meta = meta(app.name, app.namespace, labels=lab)
+        if app.role == "orchestrator" and app.service == "LoadBalancer":
+            svc_meta["annotations"] = {"metallb.io/loadBalancerIPs": orchestrator_ip(inv)}
+        objs.append({"apiVersion": "v1", "kind": "Service", "metadata": svc_meta, "spec": svc})
+    return objs
+
+
+def render_apps(inv: Inventory) -> dict[str, str]:
+    by_ns: dict[str, dict[str, str]] = {}
+    for app in inv.apps:
+        if app.kind == "docker":
+            continue
+        by_ns.setdefault(app.namespace, {})[f"{app.name}.yaml"] = dump_all(workload(app, inv))
+    files: dict[str, str] = {}
+    for ns, group in sorted(by_ns.items()):
+        for name, text in group.items():
+            files[f"apps/{ns}/{name}"] = text
+        files[f"apps/{ns}/kustomization.yaml"] = dump(kustomization(list(group)))
+    files["apps/kustomization.yaml"] = dump(kustomization(sorted(by_ns)))
+    return files
