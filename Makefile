@@ -7,8 +7,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.halab-installed
 # Debian packages: ffmpeg for the transcode benchmark, OpenSSH for the SSH adapter and the
-# real sshd its tests talk to, Chromium to check that the benchmark report renders.
-APT_PACKAGES := ffmpeg openssh-client openssh-server chromium
+# real sshd its tests talk to, Chromium to check that the benchmark report renders,
+# docker-compose (v1, no engine needed) to check rendered compose files against its schema.
+APT_PACKAGES := ffmpeg openssh-client openssh-server chromium docker-compose
 
 export PYTHONDONTWRITEBYTECODE := 1
 
@@ -31,6 +32,7 @@ setup: system $(STAMP)
 
 demo: setup
 	$(BIN)/halab plan params/cluster.yaml
+	$(BIN)/halab render params/cluster.yaml --out outputs/gitops
 	$(BIN)/halab run --phases plan,0
 	$(BIN)/halab bench --window 5 --warmup 2 --max-streams 8
 

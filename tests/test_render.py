@@ -292,3 +292,59 @@ def test_every_kustomization_builds(tmp_path: Path, plan_files: dict[str, str]) 
             if p.startswith(f"{folder}/") and not p.endswith("kustomization.yaml")
         )
         assert len(load_all(built.stdout)) == rendered, folder
+
+
+def test_compose_file_passes_docker_compose(tmp_path: Path, plan_files: dict[str, str]) -> None:
+    """docker-compose validates against the Compose schema without a Docker engine."""
+    tool = shutil.which("docker-compose")
+    if tool is None:
+        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
+    good = tmp_path / "docker-compose.yml"
+    good.write_text(plan_files["external/unraid/docker-compose.yml"])
+    checked = subprocess.run(
+        [tool, "-f", str(good), "config", "-q"], capture_output=True, text=True, timeout=120
+    )
+    assert checked.returncode == 0, checked.stderr
+    bad = tmp_path / "bad.yml"
+    bad.write_text(good.read_text().replace("    devices:", "    devicez:"))
+    refused = subprocess.run(
+        [tool, "-f", str(bad), "config", "-q"], capture_output=True, text=True, timeout=120
+    )
+    assert refused.returncode != 0 and "devicez" in refused.stderr
+
+
+def test_plex_init_sets_the_transcoder_temp_dir(tmp_path: Path, plan_files: dict[str, str]) -> None:
+    plex = find(plan_files, "Deployment", "plex")["spec"]["template"]["spec"]
+    (init,) = plex["initContainers"]
+    script = init["command"][2]
+    prefs = tmp_path / "Preferences.xml"
+    local = script.replace(
+        "/config/Library/Application Support/Plex Media Server/Preferences.xml", str(prefs)
+    )
+    old = '<Preferences MachineIdentifier="x" TranscoderTempDirectory="/tmp/old"/>'
+    none = '<Preferences MachineIdentifier="x"/>'
+    cases = {
+        old: old.replace("/tmp/old", "/transcode"),
+        none: '<Preferences TranscoderTempDirectory="/transcode" MachineIdentifier="x"/>',
+    }
+    for before, after in cases.items():
+        prefs.write_text(before)
+        subprocess.run(["sh", "-c", local], check=True)
+        assert prefs.read_text() == after
+    prefs.unlink()
+    subprocess.run(["sh", "-c", local], check=True)  # first start: nothing to edit yet
+    assert not prefs.exists()
+
+
+def test_timing_flags_reach_the_servers(plan_data: dict[str, Any]) -> None:
+    data = copy.deepcopy(plan_data)
+    data["cluster"]["timing"].update(
+        node_monitor_grace_period_s=20,
+        default_not_ready_toleration_s=30,
+        default_unreachable_toleration_s=30,
+    )
+    files = render(load(data))
+    server = files["external/k3s/install-k3s-cp2.sh"]
+    assert "- node-monitor-grace-period=20s" in server
+    assert "- default-unreachable-toleration-seconds=30" in server
+    assert "node-monitor-grace-period" not in files["external/k3s/install-k3s-w1.sh"]

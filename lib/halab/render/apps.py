@@ -113,6 +113,33 @@ def _volumes(app: App) -> tuple[list[Obj], list[Obj], list[Obj]]:
     return volumes, mounts, claims
 
 
+TRANSCODE_DIR = "/transcode"
+PREFERENCES = "/config/Library/Application Support/Plex Media Server/Preferences.xml"
+
+
+def _transcode_dir_init() -> Obj:
+    """Point Plex's transcoder temp dir at the shared volume (ClusterPlex needs it there).
+
+    Plex writes Preferences.xml on its first start, so this takes effect from the second
+    start on; phase 8's checks read the setting back from Plex (/:/prefs).
+    """
+    script = (
+        f'f="{PREFERENCES}"; [ -f "$f" ] || exit 0; '
+        f'if grep -q TranscoderTempDirectory= "$f"; then '
+        f'sed -i \'s|TranscoderTempDirectory="[^"]*"|TranscoderTempDirectory="{TRANSCODE_DIR}"|\' '
+        f'"$f"; else sed -i \'s|<Preferences |<Preferences TranscoderTempDirectory='
+        f'"{TRANSCODE_DIR}" |\' "$f"; fi'
+    )
+    return {
+        "name": "transcoder-temp-dir",
+        "image": "busybox:1.36.1",
+        "command": ["sh", "-c", script],
+        "volumeMounts": [{"name": "config", "mountPath": "/config"}],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False},
+    }
+
+
 def orchestrator_ip(inv: Inventory) -> str:
     """The orchestrator's LoadBalancer address: the pool's first, pinned so that workers
     outside Kubernetes (the Unraid container) can be configured with it."""
@@ -147,6 +174,8 @@ def workload(app: App, inv: Inventory) -> list[Obj]:
         container["livenessProbe"] = {**probe, "periodSeconds": 30, "failureThreshold": 5}
         container["startupProbe"] = {**probe, "periodSeconds": 10, "failureThreshold": 60}
     pod: Obj = {"containers": [container], "volumes": volumes}
+    if app.role == "plex" and any(v.mount_path == TRANSCODE_DIR for v in app.volumes):
+        pod["initContainers"] = [_transcode_dir_init()]
     if app.placement.node_selector:
         pod["nodeSelector"] = dict(app.placement.node_selector)
     affinity = _affinity(app)
