@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,9 @@ def test_bad_target_file(tmp_path: Path) -> None:
         load_target(target)
     paths = {p.path for p in info.value.problems}
     assert paths == {"kind", "ssh.port"}
+
+
+def test_the_example_target_loads() -> None:
+    target = load_target(CLUSTER_YAML.with_name("target-home.example.yaml"))
+    assert target.kind == "cluster" and target.ssh.user == "ubuntu"
+    assert str(target.addresses.map(IPv4Address("192.168.1.12"))) == "192.168.1.12"

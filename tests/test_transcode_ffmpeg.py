@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from halab.errors import InputError
+from halab.hosts import HostError
 from halab.inventory import load_inventory
 from halab.target import SshSettings, Target
 from halab.transcode.bench import BenchConfig, run_bench
@@ -242,7 +243,7 @@ def test_ssh_refuses_an_unknown_host_key(ssh_server: sshd.Sshd, tmp_path: Path) 
     empty.write_text("")
     target = ssh_target(ssh_server, empty)
     (runner,) = runners_for(["k3s-w3"], load_inventory(CLUSTER_YAML), target)
-    with pytest.raises(TranscodeError, match="known_hosts"):
+    with pytest.raises(HostError, match="known_hosts"):
         runner.run(["true"])
 
 

@@ -13,8 +13,13 @@ from pathlib import Path
 
 import paramiko
 
+from halab.errors import StepError
+from halab.streams import Completed, Stream, pump
 from halab.target import SshSettings
-from halab.transcode.runners import Completed, Stream, TranscodeError, pump
+
+
+class HostError(StepError):
+    """A host could not be reached, or refused us (unknown host key, bad credentials)."""
 
 
 class SshHost:
@@ -65,7 +70,7 @@ class SshHost:
                         look_for_keys=False,
                     )
                 except paramiko.SSHException as exc:
-                    raise TranscodeError(
+                    raise HostError(
                         f"{self.name}: SSH to {opts['hostname']}:{opts['port']} failed: {exc}"
                         + (
                             " (add its key to known_hosts)"
@@ -74,7 +79,7 @@ class SshHost:
                         )
                     ) from exc
                 except OSError as exc:
-                    raise TranscodeError(
+                    raise HostError(
                         f"{self.name}: cannot reach {opts['hostname']}:{opts['port']}: {exc}"
                     ) from exc
                 self._client = client

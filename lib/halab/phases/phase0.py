@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import shutil
 import socket
+import sys
 from ipaddress import IPv4Address
+from pathlib import Path
 
 import pandas as pd
 
@@ -108,7 +110,9 @@ def check_secrets(ctx: Context) -> list[Check]:
 def check_tools(ctx: Context) -> list[Check]:
     checks = []
     for tool, phase in CONTROLLER_TOOLS.items():
-        path = shutil.which(tool)
+        # The kit's own tools live in the venv (make setup puts kubectl there).
+        beside = Path(sys.executable).with_name(tool)
+        path = shutil.which(tool) or (str(beside) if beside.exists() else None)
         checks.append(
             Check(
                 f"tool-{tool}",

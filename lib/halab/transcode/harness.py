@@ -10,9 +10,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from halab.streams import Stream
 from halab.transcode.profiles import Profile, encoder_arguments
 from halab.transcode.progress import Sample, Steady, parse_lines, steady_state
-from halab.transcode.runners import Runner, Stream
+from halab.transcode.runners import Runner
 
 PROGRESS_PERIOD_S = 0.25
 

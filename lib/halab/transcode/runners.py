@@ -17,43 +17,15 @@ import signal
 import subprocess
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from halab.errors import StepError
+from halab.streams import Completed, Stream, pump
 
 
 class TranscodeError(StepError):
-    """A benchmark step could not run (no ffmpeg, an unreadable file, a worker gone)."""
-
-
-@dataclass
-class Completed:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@dataclass
-class Stream:
-    """One running command: its stamped stdout lines and the tail of its stderr."""
-
-    started: float
-    lines: list[tuple[float, str]] = field(default_factory=list)
-    stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=20))
-    returncode: int | None = None
-    _stop: Callable[[], None] = lambda: None
-    _threads: list[threading.Thread] = field(default_factory=list)
-
-    def stop(self) -> None:
-        self._stop()
-
-    def join(self, timeout: float = 5.0) -> None:
-        for thread in self._threads:
-            thread.join(timeout)
+    """A benchmark step could not run (no ffmpeg, an unreadable file)."""
 
 
 class Runner(Protocol):
@@ -70,16 +42,6 @@ class Runner(Protocol):
     def cpu_jiffies(self) -> tuple[int, int]: ...
 
     def close(self) -> None: ...
-
-
-def pump(readline: Callable[[], bytes | str], sink: Callable[[str], None]) -> None:
-    """Feed every line from `readline` to `sink` until end of file."""
-    while True:
-        raw = readline()
-        if not raw:
-            return
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        sink(text.rstrip("\r\n"))
 
 
 def _parse_proc_stat(text: str) -> tuple[int, int]:
