@@ -32,6 +32,7 @@ class Finding:
 
 
 FindingRule = Callable[[Analysis], Iterator[Finding]]
+PLAN_032_COMMENT = 'replication: "032"  # 0 same-rack, 3 different-hosts, 2 different-racks'
 
 
 def seaweedfs_placement(a: Analysis) -> Iterator[Finding]:
@@ -66,7 +67,8 @@ def seaweedfs_placement(a: Analysis) -> Iterator[Finding]:
             "data centers, y in other racks, z on other servers of the same rack, so "
             f"{code} means {outcome.copies} copies and needs {_needs(code)}.",
             fix=fix,
-            plan_says='replication: "032"  # 0 same-rack, 3 different-hosts, 2 different-racks',
+            # The plan's own comment on 032 misreads the digits; quote it where it applies.
+            plan_says=PLAN_032_COMMENT if code.rjust(3, "0") == "032" else f'replication: "{code}"',
             section="Storage Architecture, Layer 2",
         )
 
