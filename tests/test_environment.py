@@ -28,4 +28,6 @@ def test_environment_matches_pyproject() -> None:
     env = YAML(typ="safe").load((ROOT / "environment.yml").read_text())
     conda = dict(_split(d) for d in env["dependencies"] if isinstance(d, str))
     conda.pop("python"), conda.pop("pip")
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    conda.update(_split(d) for d in pip_section if not d.startswith("-"))
     assert conda == wanted
