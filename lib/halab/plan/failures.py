@@ -29,12 +29,13 @@ def seaweed_state(inv: Inventory, down: set[str], code: str, racks: RackLayout) 
     rp = parse_replication(code)
     servers = volume_servers(inv, racks)
     masters = seaweed_master_quorum(inv, down)
+    everyone = Topology.build(servers)  # find_slots and worst_copies_on only read it
     try:
-        find_slots(Topology.build(servers), rp)
+        find_slots(everyone, rp)
     except PlacementError:
         text = f"no volumes exist: {code} cannot be placed even with every host up"
         return SeaweedState(False, False, text, text)
-    lost = worst_copies_on(Topology.build(servers), rp, down)
+    lost = worst_copies_on(everyone, rp, down)
     if not masters.holds:
         text = f"no master leader (masters {masters})"
         return SeaweedState(False, False, text, text)

@@ -12,11 +12,11 @@ from halab.render.objects import meta
 from halab.render.yamltext import Obj, dump_all
 
 LAYERS = [
-    # (name, path, depends on, wait for every object)
-    ("infrastructure-controllers", "infrastructure/controllers", None, True),
-    ("infrastructure-configs", "infrastructure/configs", "infrastructure-controllers", True),
-    ("storage", "storage", "infrastructure-configs", True),
-    ("apps", "apps", "storage", True),
+    # (name, path, depends on); every layer waits for all its objects to be ready
+    ("infrastructure-controllers", "infrastructure/controllers", None),
+    ("infrastructure-configs", "infrastructure/configs", "infrastructure-controllers"),
+    ("storage", "storage", "infrastructure-configs"),
+    ("apps", "apps", "storage"),
 ]
 
 
@@ -35,14 +35,14 @@ def git_repository(inv: Inventory) -> Obj:
     }
 
 
-def layer(name: str, path: str, depends: str | None, wait: bool) -> Obj:
+def layer(name: str, path: str, depends: str | None) -> Obj:
     spec: Obj = {
         "interval": "10m0s",
         "retryInterval": "1m0s",
         "timeout": "5m0s",
         "path": f"./{path}",
         "prune": True,
-        "wait": wait,
+        "wait": True,
         "sourceRef": {"kind": "GitRepository", "name": "flux-system"},
     }
     if depends:
@@ -77,6 +77,6 @@ def render_flux(inv: Inventory) -> dict[str, str]:
             ]
         )
     }
-    for name, path, depends, wait in LAYERS:
-        files[f"{base}/{name}.yaml"] = dump_all([layer(name, path, depends, wait)])
+    for name, path, depends in LAYERS:
+        files[f"{base}/{name}.yaml"] = dump_all([layer(name, path, depends)])
     return files

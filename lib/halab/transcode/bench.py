@@ -93,7 +93,6 @@ def probe_dict(p: Probe) -> dict[str, Any]:
         "ok": p.ok,
         "cpu_percent": p.cpu_percent,
         "wall_s": p.wall_s,
-        "failed": p.failed,
         "per_stream": [
             {
                 "index": m.index,
@@ -123,7 +122,7 @@ def run_worker(
         "results": [],
     }
     try:
-        entry["machine"] = dict(getattr(runner, "facts", dict)())
+        entry["machine"] = runner.facts()
         entry["machine"]["ffmpeg"] = require_ffmpeg(runner)
         statuses = detect(runner, config.encoders)
         entry["encoders"] = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from halab.streams import Stream
 from halab.transcode.profiles import Profile, encoder_arguments
@@ -77,13 +77,10 @@ class Probe:
     measures: list[StreamMeasure]
     cpu_percent: float
     wall_s: float
-    failed: str = ""  # why the probe could not be measured at all
-    tag: str = ""
-    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not self.failed and all(m.realtime for m in self.measures)
+        return all(m.realtime for m in self.measures)
 
 
 class Cancelled(Exception):
@@ -138,4 +135,4 @@ def measure(
             tail = " | ".join(list(stream.stderr_tail)[-3:])
             error = f"no progress in the window (exit {stream.returncode}): {tail}".strip()
         measures.append(StreamMeasure(i, steady, shifted, error))
-    return Probe(streams, measures, round(cpu, 1), round(time.monotonic() - begin, 2), tag=tag)
+    return Probe(streams, measures, round(cpu, 1), round(time.monotonic() - begin, 2))

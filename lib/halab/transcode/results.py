@@ -7,7 +7,7 @@ Schema "halab.bench/v1" (one JSON object):
   dri, ffmpeg), encoders {name: {available, reason}}, results[]:
   - profile, encoder, status ("measured" | "skipped"), reason, max_realtime_streams,
     capped (the cap was reached, the worker may hold more), probes[]:
-    - streams, ok, cpu_percent, wall_s, failed, per_stream[]: index, realtime, error, fps,
+    - streams, ok, cpu_percent, wall_s, per_stream[]: index, realtime, error, fps,
       speed, min_speed (slowest 1 s stretch), frames, samples [[t_s, frame, media_s], ...]
 - cluster[]: profile, encoder, total_streams, per_worker {name: n}, share {name: 0..1}, balance
 """

@@ -41,6 +41,8 @@ class Runner(Protocol):
 
     def cpu_jiffies(self) -> tuple[int, int]: ...
 
+    def facts(self) -> dict[str, object]: ...
+
     def close(self) -> None: ...
 
 
@@ -170,7 +172,17 @@ class SshRunner:
         return self.host.start(argv)
 
     def kill_tagged(self, tag: str) -> None:
-        self.host.run(["pkill", "-KILL", "-f", tag], timeout=30)
+        # Kill, then look again until nothing carries the tag: a process the remote shell
+        # was still starting must not outlive the run. "[h]alab..." matches the tag but
+        # not this command line itself, so the shell running it is never a match.
+        pattern = shlex.quote(f"[{tag[0]}]{tag[1:]}")
+        script = (
+            f"for i in $(seq 100); do pkill -KILL -f {pattern}; "
+            f"pgrep -f {pattern} >/dev/null || exit 0; sleep 0.1; done; exit 1"
+        )
+        done = self.host.run(script, timeout=30)
+        if done.returncode != 0:
+            raise TranscodeError(f"{self.name}: processes tagged {tag} would not die")
 
     def stage(self, local: Path) -> str:
         remote = f"{self.media_dir}/{local.name}"
