@@ -8,8 +8,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.halab-installed
 # Debian packages: ffmpeg for the transcode benchmark, OpenSSH for the SSH adapter and the
 # real sshd its tests talk to, Chromium to check that the benchmark report renders,
-# docker-compose (v1, no engine needed) to check rendered compose files against its schema.
-APT_PACKAGES := ffmpeg openssh-client openssh-server chromium docker-compose
+# docker-compose (v1, no engine needed) to check rendered compose files against its schema,
+# bubblewrap to sandbox the twin's pod processes.
+APT_PACKAGES := ffmpeg openssh-client openssh-server chromium docker-compose bubblewrap
 
 export PYTHONDONTWRITEBYTECODE := 1
 

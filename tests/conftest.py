@@ -43,3 +43,18 @@ def plan_data() -> dict[str, Any]:
 @pytest.fixture
 def data(plan_data: dict[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(plan_data)
+
+
+@pytest.fixture(scope="session")
+def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One twin for the session, shared by tests that do not fail hosts; always stopped."""
+    from halab.twin import supervisor
+
+    from twinlab import start
+
+    directory = tmp_path_factory.mktemp("twin")
+    try:
+        lab = start(directory)
+        yield lab
+    finally:
+        supervisor.down(directory / "twin")

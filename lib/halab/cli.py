@@ -229,6 +229,64 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_twin(args: argparse.Namespace) -> int:
+    import json
+
+    from halab.twin import supervisor
+
+    directory = resolve(args.dir)
+    action = args.twin_command
+    if action == "up":
+        started = supervisor.up(
+            resolve(args.inventory),
+            directory,
+            timeout=args.timeout,
+            say=lambda line: print(f"twin: {line}", file=sys.stderr, flush=True),
+        )
+        paths = supervisor.TwinPaths(directory)
+        if not started:
+            print(f"the twin already runs in {directory}")
+        else:
+            print(
+                f"the twin is up: API at the VIP, every node Ready\n"
+                f"kubeconfig: {paths.kubeconfig}\ntarget: {paths.target}"
+            )
+        return 0
+    if action == "down":
+        stopped = supervisor.down(directory)
+        print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+        return 0
+    if action == "fail":
+        supervisor.fail(directory, args.host)
+        print(f"failed {args.host}: every process of the host was killed at once")
+        return 0
+    if action == "recover":
+        supervisor.recover(directory, args.host)
+        print(f"recovering {args.host}: its processes start again from their data dirs")
+        return 0
+    doc = supervisor.status(directory)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0 if doc["running"] else 1
+    if not doc["hosts"]:
+        print(f"no twin in {directory} (start one with `halab twin up`)")
+        return 1
+    print(f"twin in {directory}: {'running' if doc['running'] else 'stopped'}")
+    for host, info in doc["hosts"].items():
+        print(f"  host {host:10} {info['state']:7} pid {info['pid'] or '-'}")
+    etcd = doc.get("etcd", {})
+    print(
+        f"  etcd members {', '.join(etcd.get('members', []))}; "
+        f"up {', '.join(etcd.get('up', [])) or 'none'}; leader {etcd.get('leader') or 'none'}"
+    )
+    print(f"  VIP {doc['vip']} held by {doc.get('vip_holder') or 'nobody'}")
+    for node, ready in sorted((doc.get("nodes") or {}).items()):
+        print(f"  node {node:10} {'Ready' if ready else 'NotReady'}")
+    if doc.get("api_error"):
+        print(f"  API through the VIP: {doc['api_error']}")
+    return 0 if doc["running"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="halab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -303,6 +361,25 @@ def build_parser() -> argparse.ArgumentParser:
     bc = bsub.add_parser("compare", help="several results side by side, with community numbers")
     bc.add_argument("results", nargs="+")
     bc.add_argument("--out", default="outputs/bench/compare.html")
+
+    tw = sub.add_parser(
+        "twin", help="the stand-in cluster on this machine: up, down, status, fail, recover"
+    )
+    tw.add_argument("--dir", default="outputs/twin", help="where the twin keeps its state")
+    tw.set_defaults(func=_cmd_twin)
+    tsub = tw.add_subparsers(dest="twin_command", required=True)
+    tu = tsub.add_parser(
+        "up", help="start it; returns when the API answers and every node is Ready"
+    )
+    tu.add_argument("inventory", nargs="?", default="params/cluster.yaml")
+    tu.add_argument("--timeout", type=float, default=120.0)
+    tsub.add_parser("down", help="stop everything it started")
+    ts = tsub.add_parser("status", help="hosts, etcd members and leader, VIP holder, nodes")
+    ts.add_argument("--json", action="store_true")
+    tf = tsub.add_parser("fail", help="kill every process of a physical host at once")
+    tf.add_argument("host")
+    tr = tsub.add_parser("recover", help="start a failed host again")
+    tr.add_argument("host")
 
     rep = sub.add_parser("report", help="rewrite index.html of a run directory")
     rep.add_argument("run_dir")

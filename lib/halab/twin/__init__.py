@@ -1,6 +1,7 @@
 """The twin: a stand-in of the inventory's cluster made of real processes on loopback.
 
-Built so far: the address map and real etcd members (etcd.py) with a client for etcd's
-HTTP gateway. Not built yet: the API servers, controllers, kubelets, the VIP and the
-`halab twin` command (issue 4).
+Every physical host is one process (host.py) holding its etcd member, the API server,
+VIP candidate and controller-manager candidate of its control-plane node, and the
+kubelets of its nodes; supervisor.py starts, fails and recovers them. Clients reach it
+only through the kubeconfig and target file it writes, as they would a real cluster.
 """

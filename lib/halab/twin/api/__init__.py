@@ -1,0 +1,1 @@
+"""Part of the twin; see halab/twin/__init__.py."""

@@ -1,0 +1,75 @@
+"""What a new k3s cluster has before anyone applies anything: the four namespaces, the
+`kubernetes` Service, and k3s's local-path StorageClass. Every API server tries at start
+(whoever has quorum first wins; the rest find them there)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from halab.inventory import Inventory
+from halab.twin.api.server import ApiServer
+from halab.twin.api.status import ApiError
+from halab.twin.topology import TwinTopology
+
+log = logging.getLogger("halab.twin.bootstrap")
+
+
+def _objects(
+    inv: Inventory, topology: TwinTopology
+) -> list[tuple[str, str, str, str | None, dict[str, Any]]]:
+    out: list[tuple[str, str, str, str | None, dict[str, Any]]] = [
+        ("", "v1", "namespaces", None, {"metadata": {"name": name}})
+        for name in ("default", "kube-system", "kube-public", "kube-node-lease")
+    ]
+    out.append(
+        (
+            "",
+            "v1",
+            "services",
+            "default",
+            {
+                "metadata": {
+                    "name": "kubernetes",
+                    "labels": {"component": "apiserver", "provider": "kubernetes"},
+                },
+                "spec": {
+                    "clusterIP": "10.43.0.1",
+                    "ports": [{"name": "https", "port": 443, "targetPort": 6443}],
+                },
+            },
+        )
+    )
+    out.append(
+        (
+            "storage.k8s.io",
+            "v1",
+            "storageclasses",
+            None,
+            {
+                "metadata": {
+                    "name": "local-path",
+                    "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+                },
+                "provisioner": "rancher.io/local-path",
+                "reclaimPolicy": "Delete",
+                "volumeBindingMode": "WaitForFirstConsumer",
+            },
+        )
+    )
+    return out
+
+
+async def bootstrap(api: ApiServer, inv: Inventory, topology: TwinTopology) -> None:
+    pending = _objects(inv, topology)
+    while pending:
+        group, version, plural, ns, body = pending[0]
+        try:
+            await api.objects.create(api.resource(group, version, plural), ns, body)
+        except ApiError as exc:
+            if exc.code not in (409,):
+                log.debug("bootstrap %s: %s (retrying)", plural, exc.message)
+                await asyncio.sleep(0.3)
+                continue
+        pending.pop(0)

@@ -1,0 +1,184 @@
+"""Node lifecycle: a node whose kubelet stops renewing its Lease goes Unknown after
+--node-monitor-grace-period and gets the unreachable NoExecute/NoSchedule taints; pods
+on it are marked not ready and evicted once their tolerationSeconds run out (taint-based
+eviction). A node that reports Ready again loses the taints."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from halab.twin.api.admission import now
+from halab.twin.client import ClientError, path
+from halab.twin.controllers.leader import parse_micro
+from halab.twin.controllers.manager import pod_active
+from halab.twin.controllers.scheduler import tolerates
+
+if TYPE_CHECKING:
+    from halab.twin.controllers.manager import Manager
+
+UNREACHABLE = "node.kubernetes.io/unreachable"
+NOT_READY = "node.kubernetes.io/not-ready"
+OURS = (UNREACHABLE, NOT_READY)
+
+
+def _seconds(stamp: str | None) -> float:
+    if not stamp:
+        return 0.0
+    if "." in stamp:
+        return parse_micro(stamp)
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+
+
+def ready_status(node: dict[str, Any]) -> str:
+    for cond in node.get("status", {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return str(cond.get("status"))
+    return "Unknown"
+
+
+def _last_heartbeat(cm: Manager, node: dict[str, Any]) -> float:
+    name = node["metadata"]["name"]
+    lease = cm.get("leases", "kube-node-lease", name)
+    beats = [_seconds((lease or {}).get("spec", {}).get("renewTime"))]
+    for cond in node.get("status", {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            beats.append(_seconds(cond.get("lastHeartbeatTime")))
+    # A newly elected controller manager gives every node a full grace period first.
+    first = cm.first_seen.setdefault(name, time.time())
+    return max([*beats, first])
+
+
+async def reconcile(cm: Manager) -> None:
+    grace = cm.settings.node_monitor_grace
+    for node in cm.cache("nodes"):
+        name = node["metadata"]["name"]
+        status = ready_status(node)
+        if status != "Unknown" and time.time() - _last_heartbeat(cm, node) > grace:
+            node = await _mark_unknown(cm, node) or node
+            status = "Unknown"
+        await _sync_taints(cm, node, status)
+        if status != "True":
+            await _mark_pods_not_ready(cm, name)
+    await _evict(cm)
+
+
+async def _mark_unknown(cm: Manager, node: dict[str, Any]) -> dict[str, Any] | None:
+    stamp = now()
+    conds = []
+    for cond in node.get("status", {}).get("conditions") or []:
+        conds.append(
+            {
+                **cond,
+                "status": "Unknown",
+                "reason": "NodeStatusUnknown",
+                "message": "Kubelet stopped posting node status.",
+                "lastTransitionTime": stamp,
+            }
+        )
+    body = {**node, "status": {**node.get("status", {}), "conditions": conds}}
+    try:
+        fresh = await cm.client.update(
+            path("v1", "nodes", None, node["metadata"]["name"], "status"), body
+        )
+    except ClientError:
+        return None
+    await cm.event(
+        fresh,
+        "NodeNotReady",
+        f"Node {node['metadata']['name']} status is now: NodeNotReady",
+        source="node-controller",
+    )
+    return fresh
+
+
+async def _sync_taints(cm: Manager, node: dict[str, Any], status: str) -> None:
+    taints = node.get("spec", {}).get("taints") or []
+    want_key = {"Unknown": UNREACHABLE, "False": NOT_READY}.get(status)
+    keep = [t for t in taints if t.get("key") not in OURS or t.get("key") == want_key]
+    have = {(t["key"], t["effect"]) for t in keep}
+    added = False
+    if want_key:
+        for effect in ("NoSchedule", "NoExecute"):
+            if (want_key, effect) not in have:
+                taint = {"key": want_key, "effect": effect}
+                if effect == "NoExecute":
+                    taint["timeAdded"] = now()
+                keep.append(taint)
+                added = True
+    if not added and len(keep) == len(taints):
+        return
+    body = {
+        "spec": {"taints": keep or None},
+        "metadata": {"resourceVersion": node["metadata"]["resourceVersion"]},
+    }
+    try:
+        await cm.client.patch(path("v1", "nodes", None, node["metadata"]["name"]), body)
+    except ClientError:
+        return
+
+
+async def _mark_pods_not_ready(cm: Manager, node_name: str) -> None:
+    for pod in cm.cache("pods"):
+        if pod["spec"].get("nodeName") != node_name:
+            continue
+        conds = pod.get("status", {}).get("conditions") or []
+        if not any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
+            continue
+        new = [
+            {**c, "status": "False", "lastTransitionTime": now()} if c.get("type") == "Ready" else c
+            for c in conds
+        ]
+        meta = pod["metadata"]
+        body = {**pod, "status": {**pod.get("status", {}), "conditions": new}}
+        try:
+            await cm.client.update(
+                path("v1", "pods", meta["namespace"], meta["name"], "status"), body
+            )
+        except ClientError:
+            continue
+
+
+def eviction_due(pod: dict[str, Any], taints: list[dict[str, Any]], at: float) -> bool:
+    """True when a NoExecute taint is untolerated, or its toleration has run out."""
+    tolerations = pod["spec"].get("tolerations") or []
+    for taint in taints:
+        if taint.get("effect") != "NoExecute":
+            continue
+        matching = [t for t in tolerations if tolerates([t], taint)]
+        if not matching:
+            return True
+        limits = [
+            t["tolerationSeconds"] for t in matching if t.get("tolerationSeconds") is not None
+        ]
+        # Tolerated for good unless every matching toleration has a time limit.
+        expired = at - _seconds(taint.get("timeAdded")) >= max(min(limits, default=0), 0)
+        if limits and len(limits) == len(matching) and expired:
+            return True
+    return False
+
+
+async def _evict(cm: Manager) -> None:
+    tainted = {
+        n["metadata"]["name"]: [
+            t for t in n.get("spec", {}).get("taints") or [] if t.get("effect") == "NoExecute"
+        ]
+        for n in cm.cache("nodes")
+    }
+    at = time.time()
+    for pod in cm.cache("pods"):
+        taints = tainted.get(pod["spec"].get("nodeName") or "")
+        if not taints or not pod_active(pod) or not eviction_due(pod, taints, at):
+            continue
+        meta = pod["metadata"]
+        try:
+            await cm.client.delete(path("v1", "pods", meta["namespace"], meta["name"]))
+        except ClientError:
+            continue
+        await cm.event(
+            pod,
+            "TaintManagerEviction",
+            f"Marking for deletion Pod {meta['namespace']}/{meta['name']}",
+            source="taint-eviction-controller",
+        )

@@ -1,0 +1,201 @@
+"""One physical host of the twin, as one process: its etcd member (a child process), the
+API server, VIP candidate and controller-manager candidate of its control-plane node,
+and the kubelets of all its nodes. `twin fail` SIGKILLs this process group: every part
+of the host stops at once, like pulling its plug.
+
+Run by the supervisor: python -m halab.twin.host --inventory FILE --dir DIR --host NAME
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import subprocess
+from pathlib import Path
+
+from aiohttp import web
+
+from halab.inventory import Inventory, load_inventory
+from halab.twin.api.admission import Tolerations
+from halab.twin.api.server import ApiServer
+from halab.twin.api.store import Store
+from halab.twin.bootstrap import bootstrap
+from halab.twin.client import Client
+from halab.twin.controllers.leader import LeaderElector, Timings
+from halab.twin.controllers.manager import Manager, Settings
+from halab.twin.etcd import member_command
+from halab.twin.kubelet.agent import Kubelet
+from halab.twin.kubelet.node import KUBELET_PORT
+from halab.twin.kubelet.server import kubelet_app
+from halab.twin.timings import TwinTimings
+from halab.twin.topology import TwinTopology
+from halab.twin.vip import VipHolder
+
+API_PORT = 6443
+log = logging.getLogger("halab.twin.host")
+
+
+def gpu_resource(inv: Inventory, node_name: str) -> str | None:
+    node = next(n for n in inv.nodes if n.name == node_name)
+    if node.gpu is None:
+        return None
+    if node.gpu.vendor == "intel":
+        return f"gpu.intel.com/{node.gpu.driver}"
+    return {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu"}.get(node.gpu.vendor)
+
+
+class Host:
+    def __init__(self, inv: Inventory, directory: Path, name: str) -> None:
+        self.inv = inv
+        self.dir = directory
+        self.name = name
+        self.topology = TwinTopology.from_inventory(inv, directory)
+        self.timings = TwinTimings.from_inventory(inv)
+        self.host_dir = directory / "hosts" / name
+        self.etcd: list[subprocess.Popen[bytes]] = []
+        self.runners: list[web.AppRunner] = []
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def server_addresses(self) -> list[str]:
+        return [f"http://{self.topology.nodes[n.name]}:{API_PORT}" for n in self.inv.servers]
+
+    async def run(self) -> None:
+        self.host_dir.mkdir(parents=True, exist_ok=True)
+        servers = [n for n in self.inv.servers if n.host == self.name]
+        for member in self.topology.etcd_on(self.name):
+            member.data_dir.parent.mkdir(parents=True, exist_ok=True)
+            out = (member.data_dir.parent / f"{member.name}.log").open("ab")
+            # Same process group as this host: one SIGKILL takes both.
+            self.etcd.append(
+                subprocess.Popen(
+                    member_command(member, self.topology.initial_cluster),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+            )
+        for node in servers:
+            await self._control_plane(node.name)
+        for node in (n for n in self.inv.nodes if n.host == self.name):
+            await self._kubelet(node.name, is_server=node.k3s_role == "server")
+        await asyncio.gather(*self.tasks)
+
+    async def _control_plane(self, node_name: str) -> None:
+        address = str(self.topology.nodes[node_name])
+        member = next(m for m in self.topology.etcd if m.name == node_name)
+        store = Store(member.client_url)
+        api = ApiServer(
+            store,
+            Tolerations(self.timings.not_ready_toleration, self.timings.unreachable_toleration),
+            self.inv.cluster.kubernetes_version,
+            self.inv.cluster.k3s_version,
+            f"{address}:{API_PORT}",
+        )
+        runner = web.AppRunner(api.app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, address, API_PORT, reuse_address=True).start()
+        self.runners.append(runner)
+        local = Client([f"http://{address}:{API_PORT}"])
+        self.tasks.append(asyncio.create_task(bootstrap(api, self.inv, self.topology)))
+        vip = VipHolder(runner, str(self.topology.vip), API_PORT)
+        vt = Timings(self.timings.vip_lease, self.timings.vip_renew, self.timings.vip_retry)
+        self.tasks.append(
+            asyncio.create_task(
+                LeaderElector(
+                    local, "kube-system", "plndr-cp-lock", node_name, vt, vip.bind, vip.release
+                ).run()
+            )
+        )
+        manager_task: list[asyncio.Task[None]] = []
+
+        async def lead() -> None:
+            settings = Settings(
+                self.timings.node_monitor_grace, self.timings.node_monitor_period, node_name
+            )
+            manager_task.append(asyncio.create_task(Manager(local, settings).run()))
+
+        async def follow() -> None:
+            while manager_task:
+                task = manager_task.pop()
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+        self.tasks.append(
+            asyncio.create_task(
+                LeaderElector(
+                    local, "kube-system", "kube-controller-manager", node_name, vt, lead, follow
+                ).run()
+            )
+        )
+
+    async def _kubelet(self, node_name: str, is_server: bool) -> None:
+        address = self.topology.nodes[node_name]
+        node = next(n for n in self.inv.nodes if n.name == node_name)
+        # A server's kubelet talks to its own API server; an agent balances over all of
+        # them, as the k3s agent's client-side load balancer does.
+        endpoints = [f"http://{address}:{API_PORT}"] if is_server else self.server_addresses()
+        kubelet = Kubelet(
+            Client(endpoints),
+            node,
+            address,
+            self.inv.cluster.k3s_version,
+            gpu_resource(self.inv, node_name),
+            self.host_dir / "kubelet" / node_name,
+            self.host_dir / "root",
+            self.dir,
+            self.timings.kubelet_heartbeat,
+        )
+        runner = web.AppRunner(kubelet_app(kubelet.log_file), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, str(address), KUBELET_PORT, reuse_address=True).start()
+        self.runners.append(runner)
+        self.tasks.append(asyncio.create_task(kubelet.run()))
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for runner in self.runners:
+            await runner.cleanup()
+        for proc in self.etcd:
+            proc.terminate()
+        for proc in self.etcd:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m halab.twin.host")
+    parser.add_argument("--inventory", required=True)
+    parser.add_argument("--dir", required=True)
+    parser.add_argument("--host", required=True)
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s {args.host} %(name)s %(levelname)s %(message)s"
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    host = Host(load_inventory(args.inventory), Path(args.dir), args.host)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        main_task = asyncio.current_task()
+        assert main_task is not None
+        loop.add_signal_handler(signal.SIGTERM, main_task.cancel)
+        try:
+            await host.run()
+        except asyncio.CancelledError:
+            pass
+        finally:
+            await host.stop()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

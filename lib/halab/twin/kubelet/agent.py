@@ -1,0 +1,487 @@
+"""A kubelet for one twin node: registers the Node, renews its Lease, runs the pods bound
+to it and reports their status as a kubelet does (phase, conditions, restarts, exit codes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+from halab.inventory.model import Node as InventoryNode
+from halab.twin.api.admission import now
+from halab.twin.client import Client, ClientError, Informer, path
+from halab.twin.controllers.leader import micro_time
+from halab.twin.kubelet import runtime
+from halab.twin.kubelet.node import conditions, node_object
+from halab.twin.kubelet.probes import probe_ok
+from halab.twin.kubelet.volumes import volume_dirs
+
+log = logging.getLogger("halab.twin.kubelet")
+
+
+@dataclass
+class PodState:
+    uid: str
+    ip: str
+    containers: dict[str, runtime.Running] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)
+    ready: dict[str, bool] = field(default_factory=dict)
+    started: str = ""
+    task: asyncio.Task[None] | None = None
+    stopping: bool = False
+
+
+class Kubelet:
+    def __init__(
+        self,
+        client: Client,
+        node: InventoryNode,
+        address: IPv4Address,
+        k3s_version: str,
+        gpu_resource: str | None,
+        data_dir: Path,
+        host_root: Path,
+        twin_root: Path,
+        heartbeat: float,
+    ) -> None:
+        self.client = client
+        self.node = node
+        self.name = node.name
+        self.address = address
+        self.k3s_version = k3s_version
+        self.gpu_resource = gpu_resource
+        self.data_dir = data_dir
+        self.host_root = host_root
+        self.twin_root = twin_root
+        self.heartbeat = heartbeat
+        self.pods: dict[str, PodState] = {}
+        self.informer = Informer(
+            client, path("v1", "pods"), {"fieldSelector": f"spec.nodeName={node.name}"}
+        )
+        self._wake = asyncio.Event()
+        self._next_ip = 2
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- node -----------------------------------------------------------------------------
+
+    async def register(self) -> None:
+        body = node_object(self.node, self.address, self.k3s_version, self.gpu_resource)
+        url = path("v1", "nodes", None, self.name)
+        while True:
+            try:
+                try:
+                    current = await self.client.get(url)
+                except ClientError as exc:
+                    if exc.status != 404:
+                        raise
+                    await self.client.create(path("v1", "nodes"), body)
+                    return
+                # Re-registration after a restart: refresh what the kubelet owns, keep the
+                # rest (labels set through the API, cordon, taints added by controllers).
+                status = body["status"]
+                current["status"] = {**current.get("status", {}), **status}
+                await self.client.update(url + "/status", current)
+                return
+            except ClientError as exc:
+                log.debug("%s: registration failed, retrying: %s", self.name, exc)
+                await asyncio.sleep(0.5)
+
+    async def heartbeat_loop(self) -> None:
+        lease_url = path("coordination.k8s.io/v1", "leases", "kube-node-lease", self.name)
+        last_status = 0.0
+        while True:
+            with contextlib.suppress(ClientError, OSError, TimeoutError):
+                await self._renew(lease_url)
+                if time.monotonic() - last_status > self.heartbeat * 4 or await self._not_ready():
+                    await self._post_ready()
+                    last_status = time.monotonic()
+            await asyncio.sleep(self.heartbeat)
+
+    async def _renew(self, url: str) -> None:
+        duration = max(int(self.heartbeat * 4), 1)
+        try:
+            lease = await self.client.get(url)
+        except ClientError as exc:
+            if exc.status != 404:
+                raise
+            node = await self.client.get(path("v1", "nodes", None, self.name))
+            await self.client.create(
+                path("coordination.k8s.io/v1", "leases", "kube-node-lease"),
+                {
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": "Lease",
+                    "metadata": {
+                        "name": self.name,
+                        "namespace": "kube-node-lease",
+                        "ownerReferences": [
+                            {
+                                "apiVersion": "v1",
+                                "kind": "Node",
+                                "name": self.name,
+                                "uid": node["metadata"]["uid"],
+                            }
+                        ],
+                    },
+                    "spec": {
+                        "holderIdentity": self.name,
+                        "leaseDurationSeconds": duration,
+                        "renewTime": micro_time(),
+                    },
+                },
+            )
+            return
+        lease["spec"]["renewTime"] = micro_time()
+        lease["spec"]["holderIdentity"] = self.name
+        await self.client.update(url, lease)
+
+    async def _not_ready(self) -> bool:
+        node = await self.client.get(path("v1", "nodes", None, self.name))
+        ready = [c for c in node.get("status", {}).get("conditions", []) if c["type"] == "Ready"]
+        return not ready or ready[0].get("status") != "True"
+
+    async def _post_ready(self) -> None:
+        url = path("v1", "nodes", None, self.name, "status")
+        node = await self.client.get(path("v1", "nodes", None, self.name))
+        node.setdefault("status", {})["conditions"] = conditions(True)
+        await self.client.update(url, node)
+
+    # -- pods -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.register()
+        self.informer.handlers.append(lambda _kind, _obj: self._wake.set())
+        tasks = [
+            asyncio.create_task(self.heartbeat_loop()),
+            asyncio.create_task(self.informer.run()),
+        ]
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                self._sync()
+                await asyncio.sleep(0.02)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for state in self.pods.values():
+                for running in state.containers.values():
+                    await running.stop(0)
+
+    def _sync(self) -> None:
+        wanted = {p["metadata"]["uid"]: p for p in self.informer.values()}
+        for uid, pod in wanted.items():
+            state = self.pods.get(uid)
+            if state is None and pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+                if pod["metadata"].get("deletionTimestamp"):
+                    self._background(self._finish_delete(pod))
+                continue
+            if state is None:
+                state = PodState(uid, self._pod_ip(pod))
+                self.pods[uid] = state
+                state.task = asyncio.create_task(
+                    self._run_pod(state, pod["metadata"]["namespace"], pod["metadata"]["name"])
+                )
+        for uid in set(self.pods) - set(wanted):
+            # Deleted without us (a force delete): stop what runs.
+            state = self.pods.pop(uid)
+            if state.task:
+                state.task.cancel()
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        # Keep a reference: the event loop holds tasks only weakly.
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _pod_ip(self, pod: dict[str, Any]) -> str:
+        if pod["spec"].get("hostNetwork"):
+            return str(self.address)
+        known = pod.get("status", {}).get("podIP")
+        if known:
+            return str(known)
+        used = {s.ip for s in self.pods.values()}
+        octet = int(self.address) & 0xFF
+        while True:
+            ip = f"127.42.{octet}.{self._next_ip}"
+            self._next_ip = self._next_ip + 1 if self._next_ip < 254 else 2
+            if ip not in used:
+                return ip
+
+    def _current(self, ns: str, name: str) -> dict[str, Any] | None:
+        return self.informer.items.get((ns, name))
+
+    async def _run_pod(self, state: PodState, ns: str, name: str) -> None:
+        pod_dir = self.data_dir / "pods" / state.uid
+        try:
+            pod = self._current(ns, name)
+            if pod is None:
+                return
+            state.started = now()
+            volumes = await self._volumes(pod, pod_dir)
+            for c in pod["spec"]["containers"]:
+                state.restarts[c["name"]] = self._previous_restarts(pod, c["name"])
+                await self._start(state, pod, c, volumes, pod_dir)
+            await self._report(state, ns, name)
+            while True:
+                pod = self._current(ns, name)
+                if pod is None:
+                    break
+                if pod["metadata"].get("deletionTimestamp"):
+                    await self._terminate(state, pod)
+                    return
+                changed = await self._tend(state, pod, volumes, pod_dir)
+                if changed:
+                    await self._report(state, ns, name)
+                if self._all_done(state, pod):
+                    await self._report(state, ns, name)
+                    # Keep the record until the pod is deleted.
+                    while self._current(ns, name) is not None and not (
+                        self._current(ns, name) or {}
+                    ).get("metadata", {}).get("deletionTimestamp"):
+                        await asyncio.sleep(0.2)
+                    pod = self._current(ns, name)
+                    if pod is not None:
+                        await self._finish_delete(pod)
+                    return
+                await asyncio.sleep(0.2)
+        except asyncio.CancelledError:
+            for running in state.containers.values():
+                await running.stop(0)
+            raise
+        except Exception as exc:
+            log.warning("%s: pod %s/%s: %s", self.name, ns, name, exc)
+            with contextlib.suppress(Exception):
+                await self._report_error(ns, name, str(exc))
+        finally:
+            if not state.stopping:
+                self.pods.pop(state.uid, None)
+
+    async def _volumes(self, pod: dict[str, Any], pod_dir: Path) -> dict[str, Path]:
+        return await volume_dirs(self.client, pod, pod_dir, self.host_root, self.twin_root)
+
+    @staticmethod
+    def _previous_restarts(pod: dict[str, Any], container: str) -> int:
+        for cs in pod.get("status", {}).get("containerStatuses") or []:
+            if cs.get("name") == container:
+                # A restarted kubelet finds the container gone: that is one more restart.
+                return int(cs.get("restartCount", 0)) + (
+                    1 if cs.get("state", {}).get("running") else 0
+                )
+        return 0
+
+    async def _start(
+        self,
+        state: PodState,
+        pod: dict[str, Any],
+        c: dict[str, Any],
+        volumes: dict[str, Path],
+        pod_dir: Path,
+    ) -> None:
+        log_path = pod_dir / "logs" / f"{c['name']}.log"
+        stamp = now()
+        if runtime.is_plain(c.get("image", "")):
+            binds = {
+                m["mountPath"]: volumes[m["name"]]
+                for m in c.get("volumeMounts") or []
+                if m.get("name") in volumes
+            }
+            running = await runtime.start_process(
+                c, self._env(pod, c, state), binds, log_path, stamp
+            )
+        else:
+            running = await runtime.start_placeholder(c, state.ip, log_path, stamp)
+        state.containers[c["name"]] = running
+        state.ready[c["name"]] = c.get("readinessProbe") is None
+
+    def _env(self, pod: dict[str, Any], c: dict[str, Any], state: PodState) -> dict[str, str]:
+        fields = {
+            "metadata.name": pod["metadata"]["name"],
+            "metadata.namespace": pod["metadata"]["namespace"],
+            "spec.nodeName": self.name,
+            "status.podIP": state.ip,
+            "status.hostIP": str(self.address),
+        }
+        env = {"HOSTNAME": pod["metadata"]["name"]}
+        for item in c.get("env") or []:
+            if "value" in item:
+                env[item["name"]] = str(item["value"])
+            elif (item.get("valueFrom") or {}).get("fieldRef"):
+                env[item["name"]] = fields.get(item["valueFrom"]["fieldRef"].get("fieldPath"), "")
+        return env
+
+    async def _tend(
+        self, state: PodState, pod: dict[str, Any], volumes: dict[str, Path], pod_dir: Path
+    ) -> bool:
+        """Restart exited containers per restartPolicy, run readiness probes; True if changed."""
+        changed = False
+        policy = pod["spec"].get("restartPolicy", "Always")
+        for c in pod["spec"]["containers"]:
+            running = state.containers.get(c["name"])
+            if running is None:
+                continue
+            proc = running.process
+            if proc is not None and proc.returncode is not None and not running.done.is_set():
+                running.exit_code = proc.returncode
+                running.finished_at = now()
+                running.done.set()
+                changed = True
+                if policy == "Always" or (policy == "OnFailure" and proc.returncode != 0):
+                    await asyncio.sleep(min(0.5 * (2 ** state.restarts[c["name"]]), 5))
+                    state.restarts[c["name"]] += 1
+                    await self._start(state, pod, c, volumes, pod_dir)
+            probe = c.get("readinessProbe")
+            if probe is not None and not running.done.is_set():
+                ok = await probe_ok(probe, state.ip, c, running)
+                if ok != state.ready.get(c["name"]):
+                    state.ready[c["name"]] = ok
+                    changed = True
+            elif running.done.is_set() and state.ready.get(c["name"]):
+                state.ready[c["name"]] = False
+                changed = True
+        return changed
+
+    @staticmethod
+    def _all_done(state: PodState, pod: dict[str, Any]) -> bool:
+        policy = pod["spec"].get("restartPolicy", "Always")
+        if policy == "Always":
+            return False
+        done = [r.done.is_set() for r in state.containers.values()]
+        if not all(done):
+            return False
+        if policy == "OnFailure":
+            return all(r.exit_code == 0 for r in state.containers.values())
+        return True
+
+    def _status(self, state: PodState, pod: dict[str, Any]) -> dict[str, Any]:
+        statuses = []
+        for c in pod["spec"]["containers"]:
+            running = state.containers.get(c["name"])
+            if running is None:
+                st: dict[str, Any] = {"waiting": {"reason": "ContainerCreating"}}
+            elif running.done.is_set():
+                code = running.exit_code or 0
+                st = {
+                    "terminated": {
+                        "exitCode": code,
+                        "reason": "Completed" if code == 0 else "Error",
+                        "startedAt": running.started_at,
+                        "finishedAt": running.finished_at or now(),
+                    }
+                }
+            else:
+                st = {"running": {"startedAt": running.started_at}}
+            statuses.append(
+                {
+                    "name": c["name"],
+                    "image": c.get("image", ""),
+                    "imageID": f"twin://{c.get('image', '')}",
+                    "containerID": f"twin://{state.uid}/{c['name']}",
+                    "ready": bool(state.ready.get(c["name"])) and "running" in st,
+                    "started": "running" in st,
+                    "restartCount": state.restarts.get(c["name"], 0),
+                    "state": st,
+                }
+            )
+        all_ready = all(s["ready"] for s in statuses)
+        policy = pod["spec"].get("restartPolicy", "Always")
+        phase = "Running"
+        if self._all_done(state, pod):
+            failed = any(s["state"]["terminated"]["exitCode"] != 0 for s in statuses)
+            phase = "Failed" if failed and policy == "Never" else "Succeeded"
+        elif not state.containers:
+            phase = "Pending"
+        previous = {c["type"]: c for c in pod.get("status", {}).get("conditions") or []}
+
+        def cond(kind: str, ok: bool) -> dict[str, Any]:
+            value = "True" if ok else "False"
+            old = previous.get(kind)
+            since = old["lastTransitionTime"] if old and old.get("status") == value else now()
+            return {
+                "type": kind,
+                "status": value,
+                "lastProbeTime": None,
+                "lastTransitionTime": since,
+            }
+
+        ready = all_ready and phase == "Running"
+        return {
+            **pod.get("status", {}),
+            "phase": phase,
+            "hostIP": str(self.address),
+            "hostIPs": [{"ip": str(self.address)}],
+            "podIP": state.ip,
+            "podIPs": [{"ip": state.ip}],
+            "startTime": pod.get("status", {}).get("startTime") or state.started,
+            "conditions": [
+                cond("PodReadyToStartContainers", True),
+                cond("Initialized", True),
+                cond("Ready", ready),
+                cond("ContainersReady", ready),
+                cond("PodScheduled", True),
+            ],
+            "containerStatuses": statuses,
+        }
+
+    async def _report(self, state: PodState, ns: str, name: str) -> None:
+        for _ in range(5):
+            pod = self._current(ns, name)
+            if pod is None:
+                return
+            try:
+                body = {**pod, "status": self._status(state, pod)}
+                fresh = await self.client.update(path("v1", "pods", ns, name, "status"), body)
+                self.informer.items[(ns, name)] = fresh
+                return
+            except ClientError as exc:
+                if exc.status == 404:
+                    return
+                if exc.status == 409:
+                    with contextlib.suppress(ClientError):
+                        self.informer.items[(ns, name)] = await self.client.get(
+                            path("v1", "pods", ns, name)
+                        )
+                    continue
+                raise
+
+    async def _report_error(self, ns: str, name: str, message: str) -> None:
+        pod = self._current(ns, name)
+        if pod is None:
+            return
+        status = {
+            **pod.get("status", {}),
+            "phase": "Failed",
+            "reason": "TwinError",
+            "message": message,
+        }
+        await self.client.update(path("v1", "pods", ns, name, "status"), {**pod, "status": status})
+
+    async def _terminate(self, state: PodState, pod: dict[str, Any]) -> None:
+        state.stopping = True
+        grace = float(pod["metadata"].get("deletionGracePeriodSeconds") or 0)
+        await asyncio.gather(*(r.stop(grace) for r in state.containers.values()))
+        for r in state.containers.values():
+            r.finished_at = r.finished_at or now()
+        self.pods.pop(state.uid, None)
+        await self._finish_delete(pod)
+
+    async def _finish_delete(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        with contextlib.suppress(ClientError):
+            await self.client.delete(
+                path("v1", "pods", meta["namespace"], meta["name"]),
+                {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}},
+            )
+
+    def log_file(self, ns: str, name: str, container: str) -> Path | None:
+        pod = self._current(ns, name)
+        if pod is None:
+            return None
+        found = self.data_dir / "pods" / pod["metadata"]["uid"] / "logs" / f"{container}.log"
+        return found if found.exists() else None

@@ -1,0 +1,70 @@
+"""Where a pod's volumes live on this machine: always under the twin's directory, never
+on the real paths the manifests name (a hostPath of /mnt/user/media is a folder in the
+twin's host directory)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from halab.twin.client import Client, ClientError, path
+
+
+async def volume_dirs(
+    client: Client, pod: dict[str, Any], pod_dir: Path, host_root: Path, twin_root: Path
+) -> dict[str, Path]:
+    """Volume name -> directory, created and filled (configMap/secret keys as files)."""
+    out: dict[str, Path] = {}
+    ns = pod["metadata"]["namespace"]
+    for vol in pod["spec"].get("volumes") or []:
+        name = vol["name"]
+        if "hostPath" in vol:
+            where = host_root / vol["hostPath"]["path"].lstrip("/")
+        elif "persistentVolumeClaim" in vol:
+            where = await _claim_dir(
+                client, ns, vol["persistentVolumeClaim"]["claimName"], host_root, twin_root
+            )
+        elif "nfs" in vol:
+            where = twin_root / "nfs" / vol["nfs"]["server"] / vol["nfs"]["path"].lstrip("/")
+        else:
+            where = pod_dir / "volumes" / name
+        where.mkdir(parents=True, exist_ok=True)
+        for kind, plural, key in (
+            ("configMap", "configmaps", "name"),
+            ("secret", "secrets", "secretName"),
+        ):
+            if kind in vol:
+                await _fill(client, ns, plural, vol[kind].get(key, ""), where, kind == "secret")
+        out[name] = where
+    return out
+
+
+async def _claim_dir(client: Client, ns: str, claim: str, host_root: Path, twin_root: Path) -> Path:
+    pvc = await client.get(path("v1", "persistentvolumeclaims", ns, claim))
+    volume = pvc.get("spec", {}).get("volumeName")
+    if not volume:
+        raise ClientError(409, f"persistentvolumeclaim {claim} is not bound")
+    pv = await client.get(path("v1", "persistentvolumes", None, volume))
+    spec: dict[str, Any] = pv.get("spec", {})
+    if "nfs" in spec:
+        return twin_root / "nfs" / str(spec["nfs"]["server"]) / str(spec["nfs"]["path"]).lstrip("/")
+    if "hostPath" in spec:
+        return host_root / str(spec["hostPath"]["path"]).lstrip("/")
+    if "local" in spec:
+        return host_root / str(spec["local"]["path"]).lstrip("/")
+    # Provisioned and CSI volumes: one directory per volume, shared by the whole twin
+    # (replicated storage is reachable from every node).
+    return twin_root / "volumes" / str(volume)
+
+
+async def _fill(client: Client, ns: str, plural: str, name: str, where: Path, secret: bool) -> None:
+    import base64
+
+    doc = await client.get(path("v1", plural, ns, name))
+    for key, value in (doc.get("data") or {}).items():
+        data = base64.b64decode(value) if secret else str(value).encode()
+        (where / key).write_bytes(data)
+    for key, value in (doc.get("binaryData") or {}).items():
+        (where / key).write_bytes(base64.b64decode(value))
+    (where / ".halab-source").write_text(json.dumps({"kind": plural, "name": name}))

@@ -1,0 +1,322 @@
+"""Start, stop, fail and recover the twin's hosts, and say how it is doing.
+
+Each physical host is one process group (see host.py). The supervisor keeps their pids
+in DIR/state.json, so `twin down` after a crashed test still finds and stops them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from halab.errors import StepError
+from halab.inventory import Inventory, load_inventory
+from halab.twin.etcd import EtcdClient, EtcdError
+from halab.twin.topology import TWIN_NETWORK, TwinTopology
+
+API_PORT = 6443
+
+
+class TwinError(StepError):
+    pass
+
+
+@dataclass(frozen=True)
+class TwinPaths:
+    dir: Path
+
+    @property
+    def state(self) -> Path:
+        return self.dir / "state.json"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.dir / "kubeconfig"
+
+    @property
+    def target(self) -> Path:
+        return self.dir / "target.yaml"
+
+    def host_log(self, host: str) -> Path:
+        return self.dir / "hosts" / host / "host.log"
+
+
+def _alive(pid: int, directory: Path) -> bool:
+    """True if pid is a twin host of this directory (not a recycled pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+        return False
+    return b"halab.twin.host" in cmdline and str(directory).encode() in cmdline
+
+
+def read_state(paths: TwinPaths) -> dict[str, Any]:
+    if not paths.state.exists():
+        return {}
+    doc: dict[str, Any] = json.loads(paths.state.read_text())
+    return doc
+
+
+def _write_state(paths: TwinPaths, state: dict[str, Any]) -> None:
+    paths.dir.mkdir(parents=True, exist_ok=True)
+    tmp = paths.state.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.replace(paths.state)
+
+
+def running_hosts(paths: TwinPaths) -> dict[str, int]:
+    state = read_state(paths)
+    return {
+        name: info["pid"]
+        for name, info in state.get("hosts", {}).items()
+        if info.get("pid") and _alive(info["pid"], paths.dir.resolve())
+    }
+
+
+def _start_host(paths: TwinPaths, inventory: Path, host: str) -> int:
+    log = paths.host_log(host)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "HALAB_NET_GUARD": "loopback", "PYTHONUNBUFFERED": "1"}
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "halab.twin.host",
+                "--inventory",
+                str(inventory),
+                "--dir",
+                str(paths.dir.resolve()),
+                "--host",
+                host,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: "pull the plug" is one killpg
+            env=env,
+        )
+    return proc.pid
+
+
+def write_access_files(paths: TwinPaths, topology: TwinTopology, inv: Inventory) -> None:
+    server = f"http://{topology.vip}:{API_PORT}"
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": f"{inv.cluster.name}-twin", "cluster": {"server": server}}],
+        "users": [{"name": "twin-admin", "user": {}}],
+        "contexts": [
+            {
+                "name": f"{inv.cluster.name}-twin",
+                "context": {"cluster": f"{inv.cluster.name}-twin", "user": "twin-admin"},
+            }
+        ],
+        "current-context": f"{inv.cluster.name}-twin",
+    }
+    paths.kubeconfig.write_text(json.dumps(kubeconfig, indent=2) + "\n")
+    paths.target.write_text(
+        "# Written by `halab twin up`: how the kit reaches the twin.\n"
+        "kind: twin\n"
+        f"kubeconfig: {paths.kubeconfig.resolve()}\n"
+        f"context: {inv.cluster.name}-twin\n"
+        f"api_port: {API_PORT}\n"
+        "addresses:\n"
+        f"  last_octet_on: {TWIN_NETWORK}\n"
+    )
+
+
+def _get(url: str, timeout: float = 2.0) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        doc: dict[str, Any] = json.loads(resp.read())
+        return doc
+
+
+def nodes_ready(vip_url: str) -> dict[str, bool]:
+    doc = _get(f"{vip_url}/api/v1/nodes")
+    out = {}
+    for node in doc.get("items", []):
+        conds = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
+        out[node["metadata"]["name"]] = conds.get("Ready") == "True"
+    return out
+
+
+def wait_ready(
+    paths: TwinPaths, inv: Inventory, topology: TwinTopology, timeout: float, say: Any = None
+) -> None:
+    url = f"http://{topology.vip}:{API_PORT}"
+    want = {n.name for n in inv.nodes}
+    deadline = time.monotonic() + timeout
+    last = "the API does not answer through the VIP yet"
+    shown = ""
+    while time.monotonic() < deadline:
+        try:
+            ready = nodes_ready(url)
+            missing = sorted(n for n in want if not ready.get(n))
+            if not missing:
+                return
+            last = f"nodes not Ready yet: {', '.join(missing)}"
+        except (OSError, urllib.error.URLError, ValueError) as exc:
+            last = f"the API does not answer through the VIP {url} yet ({exc})"
+        if say is not None and last != shown:
+            say(last)
+            shown = last
+        time.sleep(0.3)
+    raise TwinError(
+        f"the twin did not come up in {timeout:.0f} s: {last}; see {paths.dir}/hosts/*/host.log"
+    )
+
+
+def up(inventory: Path, directory: Path, timeout: float = 90.0, say: Any = None) -> bool:
+    """Start the twin; False (and nothing done) when it already runs."""
+    paths = TwinPaths(directory)
+    inv = load_inventory(inventory)
+    topology = TwinTopology.from_inventory(inv, directory.resolve())
+    alive = running_hosts(paths)
+    if alive and len(alive) == len(read_state(paths).get("hosts", {})):
+        return False
+    state = read_state(paths) or {"hosts": {}}
+    state["inventory"] = str(inventory.resolve())
+    state["started"] = time.time()
+    for host in inv.hosts:
+        if host.name in alive:
+            continue
+        if not any(n.host == host.name for n in inv.nodes):
+            continue
+        state["hosts"][host.name] = {
+            "pid": _start_host(paths, inventory.resolve(), host.name),
+            "state": "up",
+        }
+    _write_state(paths, state)
+    write_access_files(paths, topology, inv)
+    try:
+        wait_ready(paths, inv, topology, timeout, say)
+    except TwinError:
+        down(directory)
+        raise
+    return True
+
+
+def _kill(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+
+
+def _wait_gone(pid: int, directory: Path, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid, directory):
+            _reap(pid)
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def down(directory: Path) -> list[str]:
+    paths = TwinPaths(directory)
+    state = read_state(paths)
+    stopped = []
+    for name, info in state.get("hosts", {}).items():
+        pid = info.get("pid")
+        if pid and _alive(pid, directory.resolve()):
+            _kill(pid, signal.SIGTERM)
+            if not _wait_gone(pid, directory.resolve(), 8.0):
+                _kill(pid, signal.SIGKILL)
+                _wait_gone(pid, directory.resolve(), 5.0)
+            stopped.append(name)
+        # Whatever is left in the group (an etcd that outlived its host) goes too.
+        if pid:
+            _kill(pid, signal.SIGKILL)
+        info["state"] = "down"
+        info["pid"] = None
+    if state:
+        _write_state(paths, state)
+    return stopped
+
+
+def fail(directory: Path, host: str) -> None:
+    paths = TwinPaths(directory)
+    state = read_state(paths)
+    info = state.get("hosts", {}).get(host)
+    if info is None:
+        known = ", ".join(sorted(state.get("hosts", {}))) or "none (is the twin up?)"
+        raise TwinError(f"no twin host named {host!r}; hosts: {known}")
+    pid = info.get("pid")
+    if not pid or not _alive(pid, directory.resolve()):
+        raise TwinError(
+            f"twin host {host} is not running (recover it with `halab twin recover {host}`)"
+        )
+    _kill(pid, signal.SIGKILL)  # every process of the host at once, like pulling the plug
+    _wait_gone(pid, directory.resolve(), 5.0)
+    info["state"], info["pid"] = "failed", None
+    _write_state(paths, state)
+
+
+def recover(directory: Path, host: str) -> None:
+    paths = TwinPaths(directory)
+    state = read_state(paths)
+    info = state.get("hosts", {}).get(host)
+    if info is None:
+        known = ", ".join(sorted(state.get("hosts", {}))) or "none (is the twin up?)"
+        raise TwinError(f"no twin host named {host!r}; hosts: {known}")
+    if info.get("pid") and _alive(info["pid"], directory.resolve()):
+        return
+    info["pid"] = _start_host(paths, Path(state["inventory"]), host)
+    info["state"] = "up"
+    _write_state(paths, state)
+
+
+def status(directory: Path) -> dict[str, Any]:
+    paths = TwinPaths(directory)
+    state = read_state(paths)
+    if not state:
+        return {"running": False, "hosts": {}}
+    inv = load_inventory(state["inventory"])
+    topology = TwinTopology.from_inventory(inv, directory.resolve())
+    alive = running_hosts(paths)
+    out: dict[str, Any] = {
+        "running": bool(alive),
+        "hosts": {
+            h: {"state": "up" if h in alive else info.get("state", "down"), "pid": alive.get(h)}
+            for h, info in state.get("hosts", {}).items()
+        },
+        "vip": str(topology.vip),
+    }
+    endpoints = [m.client_url for m in topology.etcd if m.host in alive]
+    out["etcd"] = {
+        "members": [m.name for m in topology.etcd],
+        "up": [m.name for m in topology.etcd if m.host in alive],
+        "leader": None,
+    }
+    if endpoints:
+        with contextlib.suppress(EtcdError):
+            out["etcd"]["leader"] = EtcdClient(endpoints, timeout=1.0).leader()
+    url = f"http://{topology.vip}:{API_PORT}"
+    try:
+        lease = _get(
+            f"{url}/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/plndr-cp-lock", 1.0
+        )
+        out["vip_holder"] = lease.get("spec", {}).get("holderIdentity")
+        out["nodes"] = nodes_ready(url)
+    except (OSError, urllib.error.URLError, ValueError) as exc:
+        out["vip_holder"] = None
+        out["api_error"] = str(exc)
+    return out

@@ -1,0 +1,49 @@
+"""The twin's timings, from the inventory's `cluster.timing` (Kubernetes defaults where
+it says null), so a tuned inventory gives a twin that fails over as fast as it claims."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from halab.inventory import Inventory
+
+DEFAULT_GRACE_S = 50  # node-monitor-grace-period from Kubernetes 1.32
+DEFAULT_TOLERATION_S = 300  # DefaultTolerationSeconds
+
+
+@dataclass(frozen=True)
+class TwinTimings:
+    node_monitor_grace: float
+    node_monitor_period: float
+    kubelet_heartbeat: float
+    not_ready_toleration: int
+    unreachable_toleration: int
+    vip_lease: float
+    vip_renew: float
+    vip_retry: float
+
+    @classmethod
+    def from_inventory(cls, inv: Inventory) -> TwinTimings:
+        t = inv.cluster.timing
+        grace = float(t.node_monitor_grace_period_s or DEFAULT_GRACE_S)
+        vip = t.kube_vip
+        return cls(
+            node_monitor_grace=grace,
+            # The kubelet renews every 10 s and the controller looks every 5 s; a tuned
+            # grace period shrinks both so a node is still seen 4-5 times per period.
+            node_monitor_period=min(5.0, grace / 5),
+            kubelet_heartbeat=min(10.0, grace / 5),
+            not_ready_toleration=(
+                t.default_not_ready_toleration_s
+                if t.default_not_ready_toleration_s is not None
+                else DEFAULT_TOLERATION_S
+            ),
+            unreachable_toleration=(
+                t.default_unreachable_toleration_s
+                if t.default_unreachable_toleration_s is not None
+                else DEFAULT_TOLERATION_S
+            ),
+            vip_lease=float(vip.lease_duration_s),
+            vip_renew=float(vip.renew_deadline_s),
+            vip_retry=float(vip.retry_period_s),
+        )

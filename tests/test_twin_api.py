@@ -1,0 +1,333 @@
+"""The official kubernetes Python client, unmodified, against the twin's API servers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
+
+from twinlab import TwinLab, eventually
+
+pytestmark = pytest.mark.twin
+
+
+@pytest.fixture
+def core(twin: TwinLab) -> client.CoreV1Api:
+    return client.CoreV1Api(twin.api())
+
+
+@pytest.fixture
+def ns(twin: TwinLab) -> str:
+    return twin.namespace()
+
+
+def cm(name: str, **data: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "labels": {"app": "t", "n": name}}, "data": data}
+
+
+def test_version_and_discovery(twin: TwinLab) -> None:
+    api = twin.api()
+    assert client.VersionApi(api).get_code().git_version == "v1.32.9+k3s1"
+    groups = {g.name for g in client.ApisApi(api).get_api_versions().groups}
+    assert {"apps", "batch", "coordination.k8s.io", "apiextensions.k8s.io"} <= groups
+    names = {r.name for r in client.CoreV1Api(api).get_api_resources().resources}
+    assert {"pods", "pods/log", "pods/eviction", "nodes", "services"} <= names
+
+
+def test_create_get_replace_and_stale_version(core: client.CoreV1Api, ns: str) -> None:
+    made = core.create_namespaced_config_map(ns, cm("a", x="1"))
+    assert made.metadata.uid and made.metadata.resource_version
+    got = core.read_namespaced_config_map("a", ns)
+    got.data["y"] = "2"
+    newer = core.replace_namespaced_config_map("a", ns, got)
+    assert int(newer.metadata.resource_version) > int(made.metadata.resource_version)
+    with pytest.raises(ApiException) as stale:
+        core.replace_namespaced_config_map("a", ns, got)  # got's version is old now
+    assert stale.value.status == 409 and "modified" in stale.value.body
+    with pytest.raises(ApiException) as exists:
+        core.create_namespaced_config_map(ns, cm("a"))
+    assert exists.value.status == 409 and "AlreadyExists" in exists.value.body
+    with pytest.raises(ApiException) as missing:
+        core.read_namespaced_config_map("nope", ns)
+    assert missing.value.status == 404 and '"reason":"NotFound"' in missing.value.body
+
+
+def test_invalid_objects_are_422_naming_the_field(core: client.CoreV1Api, ns: str) -> None:
+    with pytest.raises(ApiException) as bad:
+        core.create_namespaced_pod(
+            ns, {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}
+        )
+    assert bad.value.status == 422
+    assert "spec.containers[0].image" in bad.value.body
+    with pytest.raises(ApiException) as bad_name:
+        core.create_namespaced_config_map(ns, cm("Not_A_Name"))
+    assert bad_name.value.status == 422 and "metadata.name" in bad_name.value.body
+    with pytest.raises(ApiException) as no_ns:
+        core.create_namespaced_config_map("no-such-namespace", cm("x"))
+    assert no_ns.value.status == 404
+
+
+def test_list_with_selectors_limit_and_continue(core: client.CoreV1Api, ns: str) -> None:
+    for i in range(7):
+        core.create_namespaced_config_map(ns, cm(f"c{i}", i=str(i)))
+    labelled = core.list_namespaced_config_map(ns, label_selector="n in (c1,c2),app=t")
+    assert sorted(c.metadata.name for c in labelled.items) == ["c1", "c2"]
+    by_field = core.list_namespaced_config_map(ns, field_selector="metadata.name!=c0")
+    assert len(by_field.items) == 6
+    seen: list[str] = []
+    token = None
+    while True:
+        page = core.list_namespaced_config_map(ns, limit=3, _continue=token)
+        assert len(page.items) <= 3
+        seen += [c.metadata.name for c in page.items]
+        token = page.metadata._continue
+        if not token:
+            break
+    assert seen == [f"c{i}" for i in range(7)]
+
+
+def test_watch_from_a_resource_version(core: client.CoreV1Api, ns: str) -> None:
+    rv = core.list_namespaced_config_map(ns).metadata.resource_version
+
+    def churn() -> None:
+        time.sleep(0.3)
+        core.create_namespaced_config_map(ns, cm("w"))
+        core.patch_namespaced_config_map("w", ns, {"data": {"k": "v"}})
+        core.delete_namespaced_config_map("w", ns)
+
+    threading.Thread(target=churn, daemon=True).start()
+    events = []
+    stream = watch.Watch()
+    for event in stream.stream(
+        core.list_namespaced_config_map, ns, resource_version=rv, timeout_seconds=10
+    ):
+        events.append((event["type"], event["object"].metadata.name))
+        if event["type"] == "DELETED":
+            stream.stop()
+    assert events == [("ADDED", "w"), ("MODIFIED", "w"), ("DELETED", "w")]
+
+
+def test_patches_merge_strategic_and_json(twin: TwinLab, ns: str) -> None:
+    core = client.CoreV1Api(twin.api())
+    core.create_namespaced_config_map(ns, cm("p", a="1", b="2"))
+    merged = core.patch_namespaced_config_map("p", ns, {"data": {"b": None, "c": "3"}})
+    assert merged.data == {"a": "1", "c": "3"}
+    patched = core.patch_namespaced_config_map(
+        "p", ns, [{"op": "replace", "path": "/data/a", "value": "9"}]
+    )
+    assert patched.data["a"] == "9"
+    with pytest.raises(ApiException) as failed_test:
+        core.patch_namespaced_config_map("p", ns, [{"op": "test", "path": "/data/a", "value": "0"}])
+    assert failed_test.value.status == 422
+    # Strategic merge: containers merge by name instead of replacing the list.
+    apps = client.AppsV1Api(twin.api())
+    apps.create_namespaced_deployment(ns, deployment("d", replicas=0))
+    apps.patch_namespaced_deployment(
+        "d",
+        ns,
+        {
+            "spec": {
+                "template": {"spec": {"containers": [{"name": "side", "image": "busybox:1.36"}]}}
+            }
+        },
+    )
+    containers = apps.read_namespaced_deployment("d", ns).spec.template.spec.containers
+    assert [c.name for c in containers] == ["web", "side"]
+
+
+def deployment(name: str, replicas: int = 1, image: str = "nginx:1.27") -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {"name": "web", "image": image, "ports": [{"containerPort": 80}]}
+                    ]
+                },
+            },
+        },
+    }
+
+
+def test_server_side_apply_conflicts_and_force(twin: TwinLab, ns: str) -> None:
+    api = twin.api()
+    body = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "ssa", "namespace": ns},
+        "data": {"a": "1", "b": "2"},
+    }
+
+    core = client.CoreV1Api(api)
+
+    def apply(doc: dict[str, Any], manager: str, force: bool = False) -> Any:
+        return core.patch_namespaced_config_map(
+            "ssa",
+            ns,
+            doc,
+            field_manager=manager,
+            force=force,
+            _content_type="application/apply-patch+yaml",
+        )
+
+    apply(body, "one")
+    # Dropping a field from one's own config removes it.
+    after = apply({**body, "data": {"a": "1"}}, "one")
+    assert after.data == {"a": "1"}
+    with pytest.raises(ApiException) as conflict:
+        apply({**body, "data": {"a": "other"}}, "two")
+    assert conflict.value.status == 409 and 'conflict with \\"one\\"' in conflict.value.body
+    forced = apply({**body, "data": {"a": "other"}}, "two", force=True)
+    assert forced.data["a"] == "other"
+    managers = {m.manager for m in forced.metadata.managed_fields}
+    assert managers == {"two"}
+
+
+def test_status_subresource_keeps_spec_and_status_apart(twin: TwinLab, ns: str) -> None:
+    apps = client.AppsV1Api(twin.api())
+    made = apps.create_namespaced_deployment(ns, deployment("s", replicas=0))
+    made.status = client.V1DeploymentStatus(replicas=42)
+    made.spec.replicas = 0
+    apps.replace_namespaced_deployment("s", ns, made)
+    assert (apps.read_namespaced_deployment("s", ns).status.replicas or 0) != 42
+
+
+def test_custom_resources(twin: TwinLab, ns: str) -> None:
+    api = twin.api()
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    client.ApiextensionsV1Api(api).create_custom_resource_definition(crd)
+    custom = client.CustomObjectsApi(api)
+
+    def made() -> Any:
+        return custom.create_namespaced_custom_object(
+            "example.com",
+            "v1",
+            ns,
+            "widgets",
+            {
+                "apiVersion": "example.com/v1",
+                "kind": "Widget",
+                "metadata": {"name": "w1"},
+                "spec": {"size": 3},
+            },
+        )
+
+    # Every API server learns the new kind through its own watch of the CRDs.
+    eventually(made, 10, "a custom object can be created")
+    listed = custom.list_namespaced_custom_object("example.com", "v1", ns, "widgets")
+    assert [i["spec"]["size"] for i in listed["items"]] == [3]
+
+
+def test_delete_propagation(twin: TwinLab, ns: str) -> None:
+    apps = client.AppsV1Api(twin.api())
+    apps.create_namespaced_deployment(ns, deployment("gc", replicas=1))
+    eventually(lambda: apps.list_namespaced_replica_set(ns).items, 20, "the ReplicaSet exists")
+    apps.delete_namespaced_deployment("gc", ns, propagation_policy="Background")
+    eventually(
+        lambda: not apps.list_namespaced_replica_set(ns).items, 20, "the ReplicaSet is collected"
+    )
+    apps.create_namespaced_deployment(ns, deployment("orphan", replicas=0))
+    eventually(lambda: apps.list_namespaced_replica_set(ns).items, 20, "the ReplicaSet exists")
+    apps.delete_namespaced_deployment("orphan", ns, propagation_policy="Orphan")
+    rs = eventually(
+        lambda: [
+            r for r in apps.list_namespaced_replica_set(ns).items if not r.metadata.owner_references
+        ],
+        20,
+        "the ReplicaSet is orphaned, not deleted",
+    )
+    assert rs[0].metadata.name.startswith("orphan-")
+    with pytest.raises(ApiException):
+        apps.read_namespaced_deployment("orphan", ns)
+
+
+def test_eviction_honours_disruption_budgets(twin: TwinLab, ns: str) -> None:
+    api = twin.api()
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    apps.create_namespaced_deployment(ns, deployment("pdb", replicas=2))
+    client.PolicyV1Api(api).create_namespaced_pod_disruption_budget(
+        ns,
+        {
+            "metadata": {"name": "pdb"},
+            "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "pdb"}}},
+        },
+    )
+    pods = eventually(
+        lambda: (
+            [
+                p
+                for p in core.list_namespaced_pod(ns).items
+                if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+            ][:2]
+            if len(core.list_namespaced_pod(ns).items) == 2
+            else None
+        ),
+        30,
+        "two ready pods",
+    )
+    name = pods[0].metadata.name
+    eviction = {"metadata": {"name": name, "namespace": ns}}
+    with pytest.raises(ApiException) as refused:
+        core.create_namespaced_pod_eviction(name, ns, eviction)
+    assert refused.value.status == 429 and "disruption budget" in refused.value.body
+    client.PolicyV1Api(api).delete_namespaced_pod_disruption_budget("pdb", ns)
+    core.create_namespaced_pod_eviction(name, ns, eviction)
+
+
+def test_pod_logs_from_a_real_process(twin: TwinLab, ns: str) -> None:
+    core = client.CoreV1Api(twin.api())
+    core.create_namespaced_pod(
+        ns,
+        {
+            "metadata": {"name": "echo"},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "c",
+                        "image": "busybox:1.36",
+                        "command": ["sh", "-c", "echo hello from $HOSTNAME; exit 3"],
+                    }
+                ],
+            },
+        },
+    )
+    pod = eventually(
+        lambda: (p := core.read_namespaced_pod("echo", ns)).status.phase == "Failed" and p,
+        30,
+        "the pod ran and failed",
+    )
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert terminated.exit_code == 3 and terminated.reason == "Error"
+    assert core.read_namespaced_pod_log("echo", ns) == "hello from echo\n"
