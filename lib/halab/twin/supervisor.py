@@ -215,10 +215,26 @@ def _kill(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            found.append(int(proc.name))
+    return found
+
+
 def _wait_gone(pid: int, directory: Path, timeout: float) -> bool:
+    """Until the host and every process of its group (its etcd) are gone."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid, directory):
+        if not _alive(pid, directory) and not _group_members(pid):
             _reap(pid)
             return True
         time.sleep(0.05)

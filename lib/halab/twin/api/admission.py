@@ -282,7 +282,13 @@ def _daemonset_defaults(obj: dict[str, Any], _t: Tolerations) -> None:
         {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
     )
     _template_defaults(spec)
-    obj.setdefault("status", {})
+    # The four counts are required fields of DaemonSetStatus; clients refuse it without them.
+    obj["status"] = {
+        "currentNumberScheduled": 0,
+        "numberMisscheduled": 0,
+        "desiredNumberScheduled": 0,
+        "numberReady": 0,
+    }
 
 
 def _job_defaults(obj: dict[str, Any], _t: Tolerations) -> None:

@@ -1,0 +1,281 @@
+"""The twin's scheduler and workload controllers, seen through the official client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from twinlab import TwinLab, eventually
+
+pytestmark = pytest.mark.twin
+
+
+def pod(name: str, **spec: Any) -> dict[str, Any]:
+    body = {"containers": [{"name": "c", "image": "nginx:1.27"}], **spec}
+    return {"metadata": {"name": name, "labels": {"app": name}}, "spec": body}
+
+
+def node_of(core: client.CoreV1Api, ns: str, name: str, timeout: float = 20) -> str:
+    found: str = eventually(
+        lambda: core.read_namespaced_pod(name, ns).spec.node_name, timeout, f"{name} is scheduled"
+    )
+    return found
+
+
+def unschedulable_message(core: client.CoreV1Api, ns: str, name: str) -> str:
+    def message() -> str | None:
+        for cond in core.read_namespaced_pod(name, ns).status.conditions or []:
+            if cond.type == "PodScheduled" and cond.status == "False":
+                return str(cond.message)
+        return None
+
+    return eventually(message, 20, f"{name} is reported unschedulable")
+
+
+def test_node_selector_and_inventory_labels(twin: TwinLab) -> None:
+    core, ns = client.CoreV1Api(twin.api()), twin.namespace()
+    arm = {"kubernetes.io/arch": "arm64"}
+    core.create_namespaced_pod(ns, pod("arm", node_selector=arm))
+    # The Pi is the only arm64 node, and the inventory taints it (the plan's master taint).
+    assert "untolerated taint {node-role.kubernetes.io/master}" in unschedulable_message(
+        core, ns, "arm"
+    )
+    master = [{"key": "node-role.kubernetes.io/master", "operator": "Exists"}]
+    core.create_namespaced_pod(ns, pod("arm-ok", node_selector=arm, tolerations=master))
+    assert node_of(core, ns, "arm-ok") == "k3s-cp3"
+    core.create_namespaced_pod(ns, pod("nowhere", node_selector={"role": "no-such-role"}))
+    message = unschedulable_message(core, ns, "nowhere")
+    assert message.startswith("0/6 nodes are available:")
+    assert "didn't match Pod's node affinity/selector" in message
+
+
+def test_resources_and_gpu(twin: TwinLab) -> None:
+    core, ns = client.CoreV1Api(twin.api()), twin.namespace()
+    gpu = {"limits": {"gpu.intel.com/i915": "1"}}
+    core.create_namespaced_pod(
+        ns,
+        pod(
+            "gpu",
+            containers=[{"name": "c", "image": "jellyfin/ffmpeg", "resources": gpu}],
+            tolerations=[
+                {"key": "gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+            ],
+        ),
+    )
+    gpu_nodes = {
+        n.metadata.name
+        for n in core.list_node().items
+        if "gpu.intel.com/i915" in (n.status.allocatable or {})
+    }
+    assert gpu_nodes == {"k3s-w3"}  # the LXC the plan passes the iGPU to
+    assert node_of(core, ns, "gpu") == "k3s-w3"
+    huge = {"requests": {"cpu": "64"}}
+    core.create_namespaced_pod(
+        ns, pod("huge", containers=[{"name": "c", "image": "nginx", "resources": huge}])
+    )
+    assert "Insufficient cpu" in unschedulable_message(core, ns, "huge")
+
+
+def test_taints_tolerations_and_anti_affinity(twin: TwinLab) -> None:
+    core, ns = client.CoreV1Api(twin.api()), twin.namespace()
+    workers = ("k3s-w1", "k3s-w2", "k3s-w3")
+    plain = core.api_client.sanitize_for_serialization
+    before = {n: plain(core.read_node(n).spec.taints) or [] for n in workers}
+    extra = {"key": "t", "value": "x", "effect": "NoSchedule"}
+    for node in workers:
+        core.patch_node(node, {"spec": {"taints": [*before[node], extra]}})
+    try:
+        tolerated = [
+            {"key": "t", "operator": "Equal", "value": "x", "effect": "NoSchedule"},
+            {"key": "gpu", "operator": "Exists"},
+        ]
+        core.create_namespaced_pod(ns, pod("plain"))
+        core.create_namespaced_pod(
+            ns,
+            pod(
+                "tol",
+                tolerations=tolerated,
+                affinity={
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [
+                                {
+                                    "matchExpressions": [
+                                        {
+                                            "key": "node-role.kubernetes.io/control-plane",
+                                            "operator": "DoesNotExist",
+                                        }
+                                    ]
+                                }
+                            ]
+                        }
+                    }
+                },
+            ),
+        )
+        assert node_of(core, ns, "plain").startswith("k3s-cp")
+        assert node_of(core, ns, "tol").startswith("k3s-w")
+        anti = {
+            "podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "labelSelector": {"matchLabels": {"tier": "x"}},
+                        "topologyKey": "kubernetes.io/hostname",
+                    }
+                ]
+            }
+        }
+        for i in range(2):
+            body = pod(f"anti{i}", affinity=anti)
+            body["metadata"]["labels"]["tier"] = "x"
+            core.create_namespaced_pod(ns, body)
+        assert node_of(core, ns, "anti0") != node_of(core, ns, "anti1")
+    finally:
+        for node in workers:
+            core.patch_node(node, {"spec": {"taints": before[node] or None}})
+
+
+def test_statefulset_names_claims_and_order(twin: TwinLab) -> None:
+    api = twin.api()
+    core, apps, ns = client.CoreV1Api(api), client.AppsV1Api(api), twin.namespace()
+    labels = {"app": "db"}
+    apps.create_namespaced_stateful_set(
+        ns,
+        {
+            "metadata": {"name": "db"},
+            "spec": {
+                "replicas": 3,
+                "serviceName": "db",
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "c", "image": "postgres:16"}]},
+                },
+                "volumeClaimTemplates": [
+                    {
+                        "metadata": {"name": "data"},
+                        "spec": {
+                            "accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": "1Gi"}},
+                        },
+                    }
+                ],
+            },
+        },
+    )
+    eventually(
+        lambda: (apps.read_namespaced_stateful_set("db", ns).status.ready_replicas or 0) == 3,
+        60,
+        "3 ready replicas",
+    )
+    names = sorted(p.metadata.name for p in core.list_namespaced_pod(ns).items)
+    assert names == ["db-0", "db-1", "db-2"]
+    claims = {
+        c.metadata.name: c.status.phase
+        for c in core.list_namespaced_persistent_volume_claim(ns).items
+    }
+    assert claims == {"data-db-0": "Bound", "data-db-1": "Bound", "data-db-2": "Bound"}
+    starts = [core.read_namespaced_pod(f"db-{i}", ns).metadata.creation_timestamp for i in range(3)]
+    assert starts == sorted(starts)  # OrderedReady: one after another
+
+
+def test_daemonset_and_job(twin: TwinLab) -> None:
+    api = twin.api()
+    apps, batch, ns = client.AppsV1Api(api), client.BatchV1Api(api), twin.namespace()
+    labels = {"app": "agent"}
+    apps.create_namespaced_daemon_set(
+        ns,
+        {
+            "metadata": {"name": "agent"},
+            "spec": {
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "c", "image": "agent:1"}]},
+                },
+            },
+        },
+    )
+
+    def ready_everywhere_allowed() -> bool:
+        st = apps.read_namespaced_daemon_set("agent", ns).status
+        return bool(st.number_ready == st.desired_number_scheduled == 4)
+
+    # Six nodes, but the GPU worker and the Pi carry NoSchedule taints the pods do not tolerate.
+    try:
+        eventually(ready_everywhere_allowed, 60, "one ready pod on each of the 4 untainted nodes")
+    except AssertionError:
+        pods = client.CoreV1Api(api).list_namespaced_pod(ns).items
+        raise AssertionError(
+            f"{apps.read_namespaced_daemon_set('agent', ns).status}\n"
+            + "\n".join(f"{p.metadata.name} {p.spec.node_name} {p.status.phase}" for p in pods)
+        ) from None
+    batch.create_namespaced_job(
+        ns,
+        {
+            "metadata": {"name": "count"},
+            "spec": {
+                "completions": 2,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {"name": "c", "image": "busybox", "command": ["sh", "-c", "echo ok"]}
+                        ],
+                    }
+                },
+            },
+        },
+    )
+
+    def complete() -> bool:
+        conds = batch.read_namespaced_job("count", ns).status.conditions or []
+        return any(c.type == "Complete" and c.status == "True" for c in conds)
+
+    eventually(complete, 60, "the job completes")
+    assert batch.read_namespaced_job("count", ns).status.succeeded == 2
+
+
+def test_service_endpoints_follow_ready_pods(twin: TwinLab) -> None:
+    api = twin.api()
+    core, apps, ns = client.CoreV1Api(api), client.AppsV1Api(api), twin.namespace()
+    labels = {"app": "web"}
+    apps.create_namespaced_deployment(
+        ns,
+        {
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "c",
+                                "image": "nginx",
+                                "ports": [{"name": "http", "containerPort": 8080}],
+                            }
+                        ]
+                    },
+                },
+            },
+        },
+    )
+    core.create_namespaced_service(
+        ns,
+        {
+            "metadata": {"name": "web"},
+            "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": "http"}]},
+        },
+    )
+
+    def addresses() -> list[str] | None:
+        subsets = core.read_namespaced_endpoints("web", ns).subsets or []
+        found = [a.ip for s in subsets for a in s.addresses or [] if s.ports[0].port == 8080]
+        return found if len(found) == 2 else None
+
+    ips = eventually(addresses, 30, "two ready endpoints on the named port")
+    assert all(ip.startswith("127.42.") for ip in ips)
