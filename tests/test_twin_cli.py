@@ -1,4 +1,5 @@
-"""`halab twin up|status|fail|recover|down` as a user runs them."""
+"""`halab twin up|status|fail|recover|down` as a user runs them, on the session's twin
+(twins share 127.77.0.x, so there is one at a time); it is left running, as found."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from helpers import halab_cli
-from twinlab import TwinLab, eventually, tuned_inventory
+from twinlab import TwinLab, eventually
 
 pytestmark = pytest.mark.twin
 
@@ -27,35 +28,37 @@ def processes_of(directory: Path) -> list[str]:
     return found
 
 
-def test_up_again_status_fail_recover_down(tmp_path: Path) -> None:
-    inventory = tuned_inventory(tmp_path / "cluster.yaml")
-    directory = tmp_path / "twin"
-    try:
-        first = halab_cli("twin", "--dir", str(directory), "up", str(inventory), timeout=180)
-        assert first.returncode == 0, first.stderr
-        assert "every node Ready" in first.stdout
-        again = halab_cli("twin", "--dir", str(directory), "up", str(inventory))
-        assert again.returncode == 0 and "already runs" in again.stdout
-        status = halab_cli("twin", "--dir", str(directory), "status")
-        assert status.returncode == 0
-        assert "VIP 127.77.0.100 held by k3s-cp" in status.stdout
-        assert status.stdout.count(" Ready") == 6
-        unknown = halab_cli("twin", "--dir", str(directory), "fail", "nas")
-        assert unknown.returncode == 1 and "proxmox" in unknown.stderr
-        assert halab_cli("twin", "--dir", str(directory), "fail", "pi").returncode == 0
-        assert not any("--host pi" in p for p in processes_of(directory))
-        assert not any("--name k3s-cp3" in p for p in processes_of(directory))  # its etcd too
-        assert halab_cli("twin", "--dir", str(directory), "recover", "pi").returncode == 0
-        eventually(
-            lambda: (
-                "k3s-cp3    Ready" in halab_cli("twin", "--dir", str(directory), "status").stdout
-            ),
-            60,
-            "the Pi's node is Ready again",
-        )
-    finally:
-        down = halab_cli("twin", "--dir", str(directory), "down")
-    assert down.returncode == 0, down.stderr
-    assert processes_of(directory) == []  # nothing left running: hosts, etcd, pod processes
-    lab = TwinLab(directory, inventory)
-    assert lab.kubeconfig.exists() and (directory / "target.yaml").exists()
+def twin_cli(lab: TwinLab, *args: str) -> tuple[int, str, str]:
+    done = halab_cli("twin", "--dir", str(lab.dir), *args, timeout=180)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_status_up_again_fail_recover(twin: TwinLab) -> None:
+    code, out, _ = twin_cli(twin, "status")
+    assert code == 0 and "VIP 127.77.0.100 held by k3s-cp" in out
+    assert out.count(" Ready") == 6
+    code, out, _ = twin_cli(twin, "up", str(twin.inventory))
+    assert code == 0 and "already runs" in out
+    code, _, err = twin_cli(twin, "fail", "nas")
+    assert code == 1 and "proxmox" in err  # the error lists the hosts there are
+    assert twin_cli(twin, "fail", "pi")[0] == 0
+    left = processes_of(twin.dir)
+    assert not any("--host pi" in p for p in left)
+    assert not any("--name k3s-cp3" in p for p in left)  # its etcd went with it
+    assert twin_cli(twin, "recover", "pi")[0] == 0
+    eventually(
+        lambda: "k3s-cp3    Ready" in twin_cli(twin, "status")[1],
+        60,
+        "the Pi's node is Ready again",
+    )
+
+
+def test_down_leaves_nothing_and_up_starts_again(twin: TwinLab) -> None:
+    code, out, _ = twin_cli(twin, "down")
+    assert code == 0 and "proxmox" in out
+    assert processes_of(twin.dir) == []  # hosts, etcd members and pod processes
+    code, out, _ = twin_cli(twin, "status")
+    assert code == 1 and "stopped" in out
+    code, out, err = twin_cli(twin, "up", str(twin.inventory))
+    assert code == 0, err
+    assert "every node Ready" in out and twin.kubeconfig.exists()

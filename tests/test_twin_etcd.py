@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
@@ -53,7 +53,10 @@ class Cluster:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    topo = TwinTopology.from_inventory(load_inventory(CLUSTER_YAML), tmp_path / "twin")
+    # Beside the session's twin (which holds 127.77.0.x:2379): a network of its own.
+    topo = TwinTopology.from_inventory(
+        load_inventory(CLUSTER_YAML), tmp_path / "twin", IPv4Network("127.78.0.0/24")
+    )
     c = Cluster(topo)
     c.start()
     try:

@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from halab.twin import supervisor
 
-from twinlab import TwinLab, eventually, start
+from twinlab import TwinLab, eventually
 
 pytestmark = [pytest.mark.twin, pytest.mark.slow]
 
@@ -27,13 +27,10 @@ HOST_OF = {"k3s-cp1": "proxmox", "k3s-cp2": "unraid", "k3s-cp3": "pi"}
 API_OF = {"proxmox": "127.77.0.11", "unraid": "127.77.0.21", "pi": "127.77.0.30"}
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwinLab]:
-    directory = tmp_path_factory.mktemp("failover")
-    try:
-        yield start(directory)
-    finally:
-        supervisor.down(directory / "twin")
+@pytest.fixture
+def lab(twin: TwinLab) -> TwinLab:
+    """The session's twin: twins share 127.77.0.x, so there is one at a time."""
+    return twin
 
 
 @pytest.fixture(autouse=True)

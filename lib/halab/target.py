@@ -43,6 +43,24 @@ class AddressMap(_Strict):
         return address
 
 
+class EtcdAccess(_Strict):
+    """etcd's client endpoints; on k3s they need the client certificate of a server
+    (copied from /var/lib/rancher/k3s/server/tls/etcd/), the twin's need none."""
+
+    endpoints: list[str] = Field(default_factory=list)
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+
+class PowerCommands(_Strict):
+    """How to pull a host's plug and put it back, as shell commands with {host}:
+    for the twin `halab twin fail {host}`; at home, say, an IPMI or Proxmox call."""
+
+    off: str = ""
+    on: str = ""
+
+
 class Target(_Strict):
     kind: Literal["twin", "cluster"]
     kubeconfig: str = ""
@@ -51,6 +69,8 @@ class Target(_Strict):
     ssh: SshSettings = Field(default_factory=SshSettings)
     addresses: AddressMap = Field(default_factory=AddressMap)
     secrets: dict[str, str] = Field(default_factory=dict)  # secret name -> env variable
+    etcd: EtcdAccess = Field(default_factory=EtcdAccess)
+    power: PowerCommands = Field(default_factory=PowerCommands)
     source: str = ""
 
 

@@ -71,6 +71,7 @@ def run_notebooks(
     cwd: Path | None = None,
     cell_timeout: int = 1800,
     progress: Progress = _stderr,
+    allow_disruption: bool = False,
 ) -> RunResult:
     """Run `names` in order; stop at the first failure unless `keep_going`."""
     inv = load_inventory(inventory)  # bad input fails here, before any kernel starts
@@ -86,7 +87,9 @@ def run_notebooks(
             results.append(NotebookRun(name, "not run", error="an earlier notebook failed"))
             continue
         progress(f"[{i}/{len(names)}] {name}: running ...")
-        result = _run_one(name, notebook_dir, inventory, target, run_dir, cwd, cell_timeout)
+        result = _run_one(
+            name, notebook_dir, inventory, target, run_dir, cwd, cell_timeout, allow_disruption
+        )
         for path in run_dir.glob(f"{name}.*"):
             result.leaked += [n for n in redact_file(path, secrets) if n not in result.leaked]
         if result.leaked:
@@ -128,6 +131,7 @@ def _run_one(
     run_dir: Path,
     cwd: Path | None,
     cell_timeout: int,
+    allow_disruption: bool = False,
 ) -> NotebookRun:
     source = notebook_dir / f"{name}.ipynb"
     output = run_dir / f"{name}.ipynb"
@@ -135,6 +139,7 @@ def _run_one(
         "inventory": str(inventory),
         "run_dir": str(run_dir),
         "target": str(target) if target else "",
+        "allow_disruption": allow_disruption,
     }
     declared = papermill.inspect_notebook(str(source))
     parameters = {k: v for k, v in offered.items() if k in declared}

@@ -128,6 +128,8 @@ def write_access_files(paths: TwinPaths, topology: TwinTopology, inv: Inventory)
         "current-context": f"{inv.cluster.name}-twin",
     }
     paths.kubeconfig.write_text(json.dumps(kubeconfig, indent=2) + "\n")
+    etcd = "".join(f"    - {m.client_url}\n" for m in topology.etcd)
+    twin = f"{sys.executable} -m halab.cli twin --dir {paths.dir.resolve()}"
     paths.target.write_text(
         "# Written by `halab twin up`: how the kit reaches the twin.\n"
         "kind: twin\n"
@@ -136,6 +138,12 @@ def write_access_files(paths: TwinPaths, topology: TwinTopology, inv: Inventory)
         f"api_port: {API_PORT}\n"
         "addresses:\n"
         f"  last_octet_on: {TWIN_NETWORK}\n"
+        "etcd:\n"
+        "  endpoints:\n"
+        f"{etcd}"
+        "power:\n"
+        f"  off: {twin} fail {{host}}\n"
+        f"  on: {twin} recover {{host}}\n"
     )
 
 

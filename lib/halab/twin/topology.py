@@ -47,21 +47,25 @@ class TwinTopology:
     etcd: list[EtcdSpec] = field(default_factory=list)
 
     @classmethod
-    def from_inventory(cls, inv: Inventory, directory: Path) -> TwinTopology:
+    def from_inventory(
+        cls, inv: Inventory, directory: Path, network: IPv4Network = TWIN_NETWORK
+    ) -> TwinTopology:
+        """The twin's map; `network` is only ever changed by tests that need a second
+        etcd cluster beside a running twin."""
         etcd = [
             EtcdSpec(
                 n.name,
                 n.host,
-                twin_address(n.address),
+                twin_address(n.address, network),
                 directory / "hosts" / n.host / "etcd" / n.name,
             )
             for n in inv.servers
         ]
         return cls(
             directory=directory,
-            vip=twin_address(inv.network.vip),
-            hosts={h.name: twin_address(h.address) for h in inv.hosts},
-            nodes={n.name: twin_address(n.address) for n in inv.nodes},
+            vip=twin_address(inv.network.vip, network),
+            hosts={h.name: twin_address(h.address, network) for h in inv.hosts},
+            nodes={n.name: twin_address(n.address, network) for n in inv.nodes},
             etcd=etcd,
         )
 

@@ -293,7 +293,7 @@ class Kubelet:
                 if m.get("name") in volumes
             }
             running = await runtime.start_process(
-                c, self._env(pod, c, state), binds, log_path, stamp
+                c, self._env(pod, c, state), binds, log_path, stamp, str(self.twin_root)
             )
         else:
             running = await runtime.start_placeholder(c, state.ip, log_path, stamp)

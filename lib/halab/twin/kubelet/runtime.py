@@ -26,7 +26,9 @@ def is_plain(image: str) -> bool:
     return name in PLAIN_IMAGES
 
 
-def sandbox_command(command: list[str], binds: dict[str, Path], workdir: str) -> list[str]:
+def sandbox_command(
+    command: list[str], binds: dict[str, Path], workdir: str, tag: str = ""
+) -> list[str]:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise RuntimeError(
@@ -42,6 +44,9 @@ def sandbox_command(command: list[str], binds: dict[str, Path], workdir: str) ->
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for mount_path, source in sorted(binds.items()):
         args += ["--bind", str(source), mount_path]
+    if tag:
+        # Names the twin on the command line, so `twin down` checks can find every process.
+        args += ["--setenv", "HALAB_TWIN", tag]
     args += ["--unshare-pid", "--die-with-parent", "--chdir", workdir or "/", "--", *command]
     return args
 
@@ -121,6 +126,7 @@ async def start_process(
     binds: dict[str, Path],
     log_path: Path,
     started_at: str,
+    tag: str = "",
 ) -> Running:
     command = list(container.get("command") or []) + list(container.get("args") or [])
     if not command:
@@ -129,7 +135,7 @@ async def start_process(
     out = log_path.open("ab")
     try:
         process = await asyncio.create_subprocess_exec(
-            *sandbox_command(command, binds, container.get("workingDir", "/")),
+            *sandbox_command(command, binds, container.get("workingDir", "/"), tag),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=out,
             stderr=asyncio.subprocess.STDOUT,

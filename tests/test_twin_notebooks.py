@@ -1,0 +1,66 @@
+"""Phase 1 and phase 6 notebooks, run by `halab run` against the twin, as a user would:
+phase 6 pulls a control-plane host's plug (allowed) and must bring it back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from halab.twin import supervisor
+
+from twinlab import ROOT, TwinLab
+
+pytestmark = [pytest.mark.twin, pytest.mark.notebook]
+
+
+def test_phase1_and_phase6_on_the_twin(twin: TwinLab, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "halab.cli", "run", "--phases", "1,6",
+            "--target", str(twin.dir / "target.yaml"), "--inventory", str(twin.inventory),
+            "--allow-disruption", "--out", str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run_dir,) = list(tmp_path.iterdir())
+    statuses = {}
+    for name in ("phase1", "phase6"):
+        doc = json.loads((run_dir / f"{name}.checks.json").read_text())
+        statuses.update({c["id"]: c["status"] for c in doc["checks"]})
+    assert all(s == "pass" for s in statuses.values()), statuses
+    assert {"ready-k3s-w1", "labels-k3s-w2", "test-pod-k3s-w1", "etcd-quorum"} <= set(statuses)
+    assert {"api-survives-host-loss", "host-restored"} <= set(statuses)
+    assert (run_dir / "phase6.availability.png").exists()
+    # Powered back on: every host runs again.
+    assert set(supervisor.running_hosts(supervisor.TwinPaths(twin.dir))) == {
+        "proxmox",
+        "unraid",
+        "pi",
+    }
+
+
+def test_phase6_without_permission_pulls_no_plug(twin: TwinLab, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "halab.cli", "run", "--phases", "6",
+            "--target", str(twin.dir / "target.yaml"), "--inventory", str(twin.inventory),
+            "--out", str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run_dir,) = list(tmp_path.iterdir())
+    doc = json.loads((run_dir / "phase6.checks.json").read_text())
+    rehearsal = next(c for c in doc["checks"] if c["id"] == "api-survives-host-loss")
+    assert rehearsal["status"] == "skip" and "allow_disruption" in rehearsal["detail"]
