@@ -22,6 +22,32 @@ def twin_address(address: IPv4Address, network: IPv4Network = TWIN_NETWORK) -> I
     return IPv4Address(int(network.network_address) + (int(address) & 0xFF))
 
 
+def _check_last_octets(inv: Inventory) -> None:
+    """The twin maps an address by its last octet: two that share one cannot both be there."""
+    from halab.errors import InventoryError, Problem
+
+    seen: dict[int, str] = {}
+    problems = []
+    named = [(f"hosts.{h.name}", h.address) for h in inv.hosts]
+    named += [(f"nodes.{n.name}", n.address) for n in inv.nodes]
+    named.append(("network.vip", inv.network.vip))
+    for where, address in named:
+        octet = int(address) & 0xFF
+        if octet in seen:
+            problems.append(
+                Problem(
+                    where,
+                    f"{address} ends in .{octet} like {seen[octet]}: the twin maps every "
+                    "address to 127.77.0.<last octet>, so they would be the same address",
+                    "give the twin an inventory whose addresses differ in their last octet",
+                )
+            )
+        else:
+            seen[octet] = f"{where} ({address})"
+    if problems:
+        raise InventoryError("inventory for the twin", problems)
+
+
 @dataclass(frozen=True)
 class EtcdSpec:
     name: str  # the k3s server node it belongs to
@@ -52,6 +78,7 @@ class TwinTopology:
     ) -> TwinTopology:
         """The twin's map; `network` is only ever changed by tests that need a second
         etcd cluster beside a running twin."""
+        _check_last_octets(inv)
         etcd = [
             EtcdSpec(
                 n.name,

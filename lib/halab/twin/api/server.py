@@ -29,6 +29,7 @@ from halab.twin.api.selectors import field_matcher, label_matcher
 from halab.twin.api.status import ApiError, bad_request, not_found
 from halab.twin.api.store import Change, Store
 from halab.twin.api.tables import table
+from halab.twin.api.watchcache import WatchCache
 
 log = logging.getLogger("halab.twin.api")
 CRD_PREFIX = "/registry/apiextensions.k8s.io/customresourcedefinitions/"
@@ -68,6 +69,7 @@ class ApiServer:
         self.registry = Registry.builtin()
         self.objects = Objects(store, self.registry, tolerations)
         self.store = store
+        self.watches = WatchCache(store)
         self.version = discovery.version_info(kubernetes_version, k3s_version)
         self.advertise = advertise
         self.healthy = True
@@ -84,9 +86,11 @@ class ApiServer:
 
     async def _on_startup(self, app: web.Application) -> None:
         app["crd_watch"] = asyncio.create_task(self._follow_crds())
+        app["watch_cache"] = asyncio.create_task(self.watches.run())
 
     async def _on_cleanup(self, app: web.Application) -> None:
         app["crd_watch"].cancel()
+        app["watch_cache"].cancel()
         if self._http is not None:
             await self._http.close()
 
@@ -313,7 +317,7 @@ class ApiServer:
             for obj in initial:
                 await send("ADDED", obj)
             async with asyncio.timeout(timeout):
-                async for change in self.store.watch(res.prefix(ns), start):
+                async for change in self.watches.changes(res.prefix(ns), start):
                     event = self._event(change, match)
                     if event is not None:
                         await send(*event)

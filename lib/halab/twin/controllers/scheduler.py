@@ -4,6 +4,7 @@ available: ...", as FailedScheduling events read)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -184,6 +185,7 @@ async def reconcile(cm: Manager) -> None:
         ),
         key=lambda p: p["metadata"].get("creationTimestamp", ""),
     )
+    decisions: list[tuple[dict[str, Any], str]] = []
     for pod in pending:
         fits: list[str] = []
         why: Counter[str] = Counter()
@@ -210,7 +212,19 @@ async def reconcile(cm: Manager) -> None:
             return (_preferred_score(pod, nodes[n]), -spread[n], int(cpu_free * 1000), n)
 
         best = max(fits, key=score)
-        meta = pod["metadata"]
+        _add(used[best], requests(pod))
+        counts[best] += 1
+        placed.append((pod, nodes[best]))
+        decisions.append((pod, best))
+    # Decisions are made one pod at a time (each sees the ones before); the bindings and
+    # events then go to the API together.
+    gate = asyncio.Semaphore(16)
+    await asyncio.gather(*(_bind(cm, gate, pod, node) for pod, node in decisions))
+
+
+async def _bind(cm: Manager, gate: asyncio.Semaphore, pod: dict[str, Any], node: str) -> None:
+    meta = pod["metadata"]
+    async with gate:
         try:
             await cm.client.create(
                 path("v1", "pods", meta["namespace"], meta["name"], "binding"),
@@ -218,20 +232,17 @@ async def reconcile(cm: Manager) -> None:
                     "apiVersion": "v1",
                     "kind": "Binding",
                     "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-                    "target": {"apiVersion": "v1", "kind": "Node", "name": best},
+                    "target": {"apiVersion": "v1", "kind": "Node", "name": node},
                 },
             )
         except ClientError as exc:
             if exc.status in (404, 409):
-                continue
+                return
             raise
-        _add(used[best], requests(pod))
-        counts[best] += 1
-        placed.append((pod, nodes[best]))
         await cm.event(
             pod,
             "Scheduled",
-            f"Successfully assigned {meta['namespace']}/{meta['name']} to {best}",
+            f"Successfully assigned {meta['namespace']}/{meta['name']} to {node}",
             source="default-scheduler",
         )
 

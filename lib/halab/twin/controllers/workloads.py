@@ -3,6 +3,7 @@ reads), ReplicaSets (pods to the replica count, terminating pods not counted) an
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import json
@@ -99,6 +100,36 @@ def _deletion_order(pod: dict[str, Any]) -> tuple[int, int, str]:
     )
 
 
+async def _create_pods(cm: Manager, rs: dict[str, Any], count: int) -> None:
+    """Create pods in parallel, a batch at a time (the ReplicaSet controller's slow start:
+    a batch that fails stops the rest, so a bad template does not flood the API)."""
+    ns = rs["metadata"]["namespace"]
+    batch = 1
+    while count > 0:
+        size = min(batch, count)
+        results = await asyncio.gather(
+            *(
+                cm.client.create(
+                    path("v1", "pods", ns), pod_from_template(rs, rs["spec"]["template"])
+                )
+                for _ in range(size)
+            ),
+            return_exceptions=True,
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            await cm.event(
+                rs,
+                "FailedCreate",
+                f"Error creating: {failed[0]}",
+                "Warning",
+                "replicaset-controller",
+            )
+            return
+        count -= size
+        batch *= 2
+
+
 async def reconcile_replicasets(cm: Manager) -> None:
     for rs in cm.cache("replicasets"):
         if is_terminating(rs):
@@ -108,20 +139,7 @@ async def reconcile_replicasets(cm: Manager) -> None:
         want = int(rs["spec"].get("replicas", 1))
         ns = rs["metadata"]["namespace"]
         if len(active) < want:
-            for _ in range(want - len(active)):
-                try:
-                    await cm.client.create(
-                        path("v1", "pods", ns), pod_from_template(rs, rs["spec"]["template"])
-                    )
-                except ClientError as exc:
-                    await cm.event(
-                        rs,
-                        "FailedCreate",
-                        f"Error creating: {exc}",
-                        "Warning",
-                        "replicaset-controller",
-                    )
-                    break
+            await _create_pods(cm, rs, want - len(active))
         elif len(active) > want:
             for pod in sorted(active, key=_deletion_order)[: len(active) - want]:
                 try:

@@ -1,0 +1,75 @@
+"""One etcd watch per API server, fanned out to every client watch.
+
+Without it each client watch is its own etcd watch, and every change is decoded once per
+watcher: with a hundred kubelets that is most of the twin's CPU. The cache keeps the
+recent changes, so a watch from a resourceVersion it still holds replays from memory; an
+older one falls back to its own etcd watch, which is always correct.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+
+from halab.twin.api.status import ApiError
+from halab.twin.api.store import Change, Store
+
+log = logging.getLogger("halab.twin.watchcache")
+
+
+class WatchCache:
+    def __init__(self, store: Store, prefix: str = "/registry/", size: int = 50_000) -> None:
+        self.store = store
+        self.prefix = prefix
+        self.recent: deque[Change] = deque(maxlen=size)
+        self.floor = 0  # every change with revision >= floor is in `recent` (0: not running)
+        self.last = 0
+        self.subscribers: set[asyncio.Queue[Change | None]] = set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                if not self.last:
+                    _, rev, _ = await self.store.list("/halab/watch-cache-probe/")
+                    self.last = rev
+                    self.floor = rev + 1
+                async for change in self.store.watch(self.prefix, self.last + 1):
+                    if len(self.recent) == self.recent.maxlen:
+                        self.floor = self.recent[0].revision + 1
+                    self.recent.append(change)
+                    self.last = change.revision
+                    for queue in self.subscribers:
+                        queue.put_nowait(change)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # etcd went away: end the watches, resume from last
+                log.debug("watch cache: %s", exc)
+            for queue in self.subscribers:
+                queue.put_nowait(None)  # the cache's own watch broke: end theirs
+            await asyncio.sleep(0.3)
+
+    async def changes(self, prefix: str, start_revision: int) -> AsyncIterator[Change]:
+        if not self.floor or start_revision < self.floor:
+            async for change in self.store.watch(prefix, start_revision):
+                yield change
+            return
+        queue: asyncio.Queue[Change | None] = asyncio.Queue()
+        self.subscribers.add(queue)
+        try:
+            replayed = start_revision - 1
+            for change in list(self.recent):
+                if change.revision >= start_revision and change.key.startswith(prefix):
+                    replayed = change.revision
+                    yield change
+            while True:
+                live = await queue.get()
+                if live is None:
+                    raise ApiError(503, "the API server's watch on etcd broke; watch again")
+                if live.revision > replayed and live.key.startswith(prefix):
+                    yield live
+        finally:
+            with contextlib.suppress(KeyError):
+                self.subscribers.remove(queue)
