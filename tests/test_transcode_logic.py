@@ -151,3 +151,16 @@ def test_cluster_totals_share_and_balance() -> None:
     (row,) = cluster_totals(doc)
     assert row["total_streams"] == 8 and row["share"] == {"w3": 0.75, "unraid": 0.25}
     assert row["balance"] == pytest.approx(2 / 6, abs=1e-3)
+
+
+def test_gpu_facts_from_sysfs_listing() -> None:
+    from halab.transcode.runners import parse_gpus
+
+    text = "kernel 6.8.0-45-generic\ngpu card0 0x8086 0x4680 i915\ngpu card1 0x10de 0x2204 nvidia\n"
+    facts = parse_gpus(text)
+    assert facts["kernel"] == "6.8.0-45-generic"
+    assert facts["gpus"] == [
+        {"card": "card0", "vendor": "Intel", "pci_id": "8086:4680", "driver": "i915"},
+        {"card": "card1", "vendor": "NVIDIA", "pci_id": "10de:2204", "driver": "nvidia"},
+    ]
+    assert parse_gpus("kernel 6.1.0\n") == {"kernel": "6.1.0", "gpus": []}

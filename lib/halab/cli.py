@@ -206,7 +206,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     )
     target = load_target(resolve(args.target)) if args.target else None
     inventory = load_inventory(resolve(args.inventory)) if target else None
-    runners = runners_for(args.workers.split(","), inventory, target)
+    runners = runners_for(args.workers.split(","), inventory, target, args.job_image)
     try:
         doc = run_bench(
             runners,
@@ -333,7 +333,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--workers",
         default="local",
-        help="comma-separated: local, or inventory nodes/hosts reached over SSH",
+        help="comma-separated: local, job:NODE (a Kubernetes Job pinned to NODE), "
+        "or inventory nodes/hosts reached over SSH",
+    )
+    b.add_argument(
+        "--job-image",
+        default="lscr.io/linuxserver/ffmpeg:latest",
+        help="image with ffmpeg for job: workers (on the twin: debian:12, which runs with "
+        "this machine's ffmpeg)",
     )
     b.add_argument("--inventory", default="params/cluster.yaml")
     b.add_argument("--target", default=None, help="target file (SSH settings, address map)")

@@ -4,7 +4,8 @@ Schema "halab.bench/v1" (one JSON object):
 - schema, kit_version, started / finished (Unix seconds), mode ("one-by-one" | "together")
 - config: profiles, encoders, warmup_s, window_s, max_streams, clip_seconds, clip_size
 - workers[]: name, status ("ok" | "failed"), reason, machine (host, arch, cores, cpu_model,
-  dri, ffmpeg), encoders {name: {available, reason}}, results[]:
+  dri, kernel, gpus [{card, vendor, pci_id, driver}], ffmpeg; job workers add image and
+  gpu_resource), encoders {name: {available, reason}}, results[]:
   - profile, encoder, status ("measured" | "skipped"), reason, max_realtime_streams,
     capped (the cap was reached, the worker may hold more), probes[]:
     - streams, ok, cpu_percent, wall_s, per_stream[]: index, realtime, error, fps,

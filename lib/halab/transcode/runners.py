@@ -122,7 +122,41 @@ class LocalRunner:
             "cores": os.cpu_count(),
             "cpu_model": _cpu_model(Path("/proc/cpuinfo").read_text()),
             "dri": sorted(os.listdir("/dev/dri")) if os.path.isdir("/dev/dri") else [],
+            **parse_gpus(
+                subprocess.run(["sh", "-c", GPU_SCRIPT], capture_output=True, text=True).stdout
+            ),
         }
+
+
+# GPUs as the kernel lists them: card, PCI vendor and device ids, the bound driver, and
+# the kernel release (the version of in-tree drivers such as i915 and xe).
+GPU_SCRIPT = (
+    'echo "kernel $(uname -r)"; for c in /sys/class/drm/card[0-9]*; do '
+    '[ -e "$c/device/vendor" ] || continue; '
+    'echo "gpu $(basename "$c") $(cat "$c/device/vendor") $(cat "$c/device/device") '
+    '$(basename "$(readlink "$c/device/driver")")"; done'
+)
+GPU_VENDORS = {"0x8086": "Intel", "0x10de": "NVIDIA", "0x1002": "AMD"}
+
+
+def parse_gpus(text: str) -> dict[str, object]:
+    """{"kernel": release, "gpus": [{card, vendor, pci_id, driver}]} from GPU_SCRIPT."""
+    kernel, gpus = "", []
+    for line in text.splitlines():
+        parts = line.split()
+        if parts[:1] == ["kernel"] and len(parts) > 1:
+            kernel = parts[1]
+        elif parts[:1] == ["gpu"] and len(parts) >= 5:
+            _, card, vendor, device, driver = parts[:5]
+            gpus.append(
+                {
+                    "card": card,
+                    "vendor": GPU_VENDORS.get(vendor, vendor),
+                    "pci_id": f"{vendor[2:]}:{device[2:]}",
+                    "driver": driver,
+                }
+            )
+    return {"kernel": kernel, "gpus": gpus}
 
 
 def _cpu_model(cpuinfo: str) -> str:
@@ -197,10 +231,12 @@ class SshRunner:
 
     def facts(self) -> dict[str, object]:
         out = self.host.run(
-            "uname -n; uname -m; nproc; cat /proc/cpuinfo; echo @@; ls /dev/dri 2>/dev/null",
+            "uname -n; uname -m; nproc; cat /proc/cpuinfo; echo @@; ls /dev/dri 2>/dev/null; "
+            f"echo @@; {GPU_SCRIPT}",
             timeout=30,
         ).stdout
-        head, _, dri = out.partition("@@")
+        head, _, rest = out.partition("@@")
+        dri, _, gpus = rest.partition("@@")
         lines = head.splitlines()
         return {
             "host": lines[0] if lines else "",
@@ -208,6 +244,7 @@ class SshRunner:
             "cores": int(lines[2]) if len(lines) > 2 and lines[2].isdigit() else None,
             "cpu_model": _cpu_model(head),
             "dri": dri.split(),
+            **parse_gpus(gpus),
         }
 
 

@@ -27,13 +27,14 @@ def _check_last_octets(inv: Inventory) -> None:
     from halab.errors import InventoryError, Problem
 
     seen: dict[int, str] = {}
+    owner: dict[int, IPv4Address] = {}
     problems = []
     named = [(f"hosts.{h.name}", h.address) for h in inv.hosts]
     named += [(f"nodes.{n.name}", n.address) for n in inv.nodes]
     named.append(("network.vip", inv.network.vip))
     for where, address in named:
         octet = int(address) & 0xFF
-        if octet in seen:
+        if octet in seen and owner[octet] != address:  # a bare-metal node has its host's
             problems.append(
                 Problem(
                     where,
@@ -42,8 +43,9 @@ def _check_last_octets(inv: Inventory) -> None:
                     "give the twin an inventory whose addresses differ in their last octet",
                 )
             )
-        else:
+        elif octet not in seen:
             seen[octet] = f"{where} ({address})"
+            owner[octet] = address
     if problems:
         raise InventoryError("inventory for the twin", problems)
 

@@ -168,12 +168,17 @@ async def reconcile(cm: Manager) -> None:
     used: dict[str, dict[str, Decimal]] = {n: {} for n in nodes}
     counts: Counter[str] = Counter()
     placed: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    # Pods of each owner per node, for spreading replicas (kept up to date as we place).
+    by_owner: dict[str, Counter[str]] = {}
     for pod in pods:
         node_name = pod["spec"].get("nodeName")
         if node_name in nodes and pod_active(pod):
             _add(used[node_name], requests(pod))
             counts[node_name] += 1
             placed.append((pod, nodes[node_name]))
+            owner = _owner_uid(pod)
+            if owner:
+                by_owner.setdefault(owner, Counter())[node_name] += 1
     pending = sorted(
         (
             p
@@ -199,12 +204,10 @@ async def reconcile(cm: Manager) -> None:
             await _unschedulable(cm, pod, len(nodes), why)
             continue
         owner = _owner_uid(pod)
-        spread = Counter(
-            n["metadata"]["name"] for p, n in placed if owner and _owner_uid(p) == owner
-        )
+        spread = by_owner.setdefault(owner or "", Counter())
 
         def score(
-            n: str, pod: dict[str, Any] = pod, spread: Counter[str | None] = spread
+            n: str, pod: dict[str, Any] = pod, spread: Counter[str] = spread
         ) -> tuple[int, int, int, str]:
             cpu_free = _q(nodes[n]["status"].get("allocatable", {}).get("cpu", "0")) - used[n].get(
                 "cpu", Decimal(0)
@@ -215,6 +218,8 @@ async def reconcile(cm: Manager) -> None:
         _add(used[best], requests(pod))
         counts[best] += 1
         placed.append((pod, nodes[best]))
+        if owner:
+            spread[best] += 1
         decisions.append((pod, best))
     # Decisions are made one pod at a time (each sees the ones before); the bindings and
     # events then go to the API together.

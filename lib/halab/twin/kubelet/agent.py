@@ -224,7 +224,9 @@ class Kubelet:
             if pod is None:
                 return
             state.started = now()
-            volumes = await self._volumes(pod, pod_dir)
+            volumes = await self._wait_volumes(pod, pod_dir, ns, name)
+            if volumes is None:
+                return
             for c in pod["spec"]["containers"]:
                 state.restarts[c["name"]] = self._previous_restarts(pod, c["name"])
                 await self._start(state, pod, c, volumes, pod_dir)
@@ -263,8 +265,22 @@ class Kubelet:
             if not state.stopping:
                 self.pods.pop(state.uid, None)
 
-    async def _volumes(self, pod: dict[str, Any], pod_dir: Path) -> dict[str, Path]:
-        return await volume_dirs(self.client, pod, pod_dir, self.host_root, self.twin_root)
+    async def _wait_volumes(
+        self, pod: dict[str, Any], pod_dir: Path, ns: str, name: str
+    ) -> dict[str, Path] | None:
+        """The pod's volumes, waiting (as ContainerCreating) while a claim is not bound."""
+        while True:
+            try:
+                return await volume_dirs(self.client, pod, pod_dir, self.host_root, self.twin_root)
+            except ClientError as exc:
+                if exc.status not in (404, 409):
+                    raise
+                log.debug("%s: %s/%s waits for its volumes: %s", self.name, ns, name, exc)
+            await asyncio.sleep(0.5)
+            current = self._current(ns, name)
+            if current is None or current["metadata"].get("deletionTimestamp"):
+                return None
+            pod = current
 
     @staticmethod
     def _previous_restarts(pod: dict[str, Any], container: str) -> int:
