@@ -31,10 +31,17 @@ $(STAMP): pyproject.toml
 
 setup: system $(STAMP)
 
+# The demo: the plan analysed, its GitOps tree rendered, the offline notebooks run, then
+# the twin (the plan's cluster as real processes on 127.77.0.x) started, phases 1 and 6
+# run against it (phase 6 pulls a control-plane host's plug and puts it back), the twin
+# stopped, and this machine's transcode capacity measured.
 demo: setup
 	$(BIN)/halab plan params/cluster.yaml
 	$(BIN)/halab render params/cluster.yaml --out outputs/gitops
 	$(BIN)/halab run --phases plan,0
+	$(BIN)/halab twin up params/cluster.yaml
+	$(BIN)/halab run --phases 1,6 --target outputs/twin/target.yaml --allow-disruption; \
+	  status=$$?; $(BIN)/halab twin down; exit $$status
 	$(BIN)/halab bench --window 5 --warmup 2 --max-streams 8
 
 lint: setup

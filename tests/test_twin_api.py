@@ -331,3 +331,21 @@ def test_pod_logs_from_a_real_process(twin: TwinLab, ns: str) -> None:
     terminated = pod.status.container_statuses[0].state.terminated
     assert terminated.exit_code == 3 and terminated.reason == "Error"
     assert core.read_namespaced_pod_log("echo", ns) == "hello from echo\n"
+
+
+def test_method_not_allowed_and_unknown_paths(twin: TwinLab) -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    vip = "http://127.77.0.100:6443"
+    request = urllib.request.Request(
+        f"{vip}/api/v1/namespaces/default/configmaps", method="PUT", data=b"{}"
+    )
+    with pytest.raises(urllib.error.HTTPError) as not_allowed:
+        urllib.request.urlopen(request, timeout=5)
+    assert not_allowed.value.code == 405
+    assert json.loads(not_allowed.value.read())["reason"] == "MethodNotAllowed"
+    with pytest.raises(urllib.error.HTTPError) as unknown:
+        urllib.request.urlopen(f"{vip}/apis/nosuch.example.com/v1/things", timeout=5)
+    assert unknown.value.code == 404

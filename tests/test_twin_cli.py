@@ -62,3 +62,12 @@ def test_down_leaves_nothing_and_up_starts_again(twin: TwinLab) -> None:
     code, out, err = twin_cli(twin, "up", str(twin.inventory))
     assert code == 0, err
     assert "every node Ready" in out and twin.kubeconfig.exists()
+
+
+def test_a_second_twin_is_refused_while_one_holds_the_addresses(
+    twin: TwinLab, tmp_path: Path
+) -> None:
+    done = halab_cli("twin", "up", str(twin.inventory), "--dir", str(tmp_path / "other"))
+    assert done.returncode == 1
+    assert "already in use: another twin runs" in done.stderr
+    assert processes_of(tmp_path / "other") == []

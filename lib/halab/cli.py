@@ -386,13 +386,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tu.add_argument("inventory", nargs="?", default="params/cluster.yaml")
     tu.add_argument("--timeout", type=float, default=120.0)
-    tsub.add_parser("down", help="stop everything it started")
+    td = tsub.add_parser("down", help="stop everything it started")
     ts = tsub.add_parser("status", help="hosts, etcd members and leader, VIP holder, nodes")
     ts.add_argument("--json", action="store_true")
     tf = tsub.add_parser("fail", help="kill every process of a physical host at once")
     tf.add_argument("host")
     tr = tsub.add_parser("recover", help="start a failed host again")
     tr.add_argument("host")
+    for action in (tu, td, ts, tf, tr):  # --dir after the action works too
+        action.add_argument(
+            "--dir", default=argparse.SUPPRESS, help="where the twin keeps its state"
+        )
 
     rep = sub.add_parser("report", help="rewrite index.html of a run directory")
     rep.add_argument("run_dir")

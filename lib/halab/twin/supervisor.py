@@ -147,6 +147,25 @@ def write_access_files(paths: TwinPaths, topology: TwinTopology, inv: Inventory)
     )
 
 
+def ports_in_use(topology: TwinTopology) -> list[str]:
+    """Twin addresses something else already listens on (another twin, most likely)."""
+    import socket
+
+    wanted = [(str(topology.vip), API_PORT)]
+    for member in topology.etcd:
+        wanted += [(str(member.address), p) for p in (2379, 2380, API_PORT)]
+    wanted += [(str(a), 10250) for a in topology.nodes.values()]
+    busy = []
+    for address, port in wanted:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((address, port))
+            except OSError:
+                busy.append(f"{address}:{port}")
+    return busy
+
+
 def _get(url: str, timeout: float = 2.0) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         doc: dict[str, Any] = json.loads(resp.read())
@@ -196,6 +215,14 @@ def up(inventory: Path, directory: Path, timeout: float = 90.0, say: Any = None)
     alive = running_hosts(paths)
     if alive and len(alive) == len(read_state(paths).get("hosts", {})):
         return False
+    if not alive:
+        busy = ports_in_use(topology)
+        if busy:
+            raise TwinError(
+                f"{', '.join(busy[:4])}{' ...' if len(busy) > 4 else ''} already in use: another "
+                "twin runs on this machine (one at a time: they share 127.77.0.x); stop it with "
+                "`halab twin --dir DIR down`"
+            )
     state = read_state(paths) or {"hosts": {}}
     state["inventory"] = str(inventory.resolve())
     state["started"] = time.time()
