@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from halab.inventory.yaml_source import read_yaml
+from halab.kube import ClusterError, wait_for
 from halab.twin import supervisor
 
 from helpers import write_yaml
@@ -86,17 +86,8 @@ def start(directory: Path) -> TwinLab:
 
 
 def eventually(check: Callable[[], T | None], timeout: float, what: str, every: float = 0.2) -> T:
-    """Poll until check() returns something truthy; fail naming what never happened."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception as exc:  # the cluster may be mid-failover: look again
-            last = exc
-        time.sleep(every)
-    raise AssertionError(
-        f"{what}: not within {timeout:.0f} s" + (f" (last error: {last})" if last else "")
-    )
+    """Poll until check() returns something truthy; fail the test naming what never happened."""
+    try:
+        return wait_for(check, timeout, what, every)
+    except ClusterError as exc:
+        raise AssertionError(str(exc)) from None

@@ -303,13 +303,19 @@ def down(directory: Path) -> list[str]:
     return stopped
 
 
-def fail(directory: Path, host: str) -> None:
-    paths = TwinPaths(directory)
+def _host(paths: TwinPaths, host: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The state file and the entry of one host in it, or an error naming the hosts."""
     state = read_state(paths)
     info = state.get("hosts", {}).get(host)
     if info is None:
         known = ", ".join(sorted(state.get("hosts", {}))) or "none (is the twin up?)"
         raise TwinError(f"no twin host named {host!r}; hosts: {known}")
+    return state, info
+
+
+def fail(directory: Path, host: str) -> None:
+    paths = TwinPaths(directory)
+    state, info = _host(paths, host)
     pid = info.get("pid")
     if not pid or not _alive(pid, directory.resolve()):
         raise TwinError(
@@ -323,11 +329,7 @@ def fail(directory: Path, host: str) -> None:
 
 def recover(directory: Path, host: str) -> None:
     paths = TwinPaths(directory)
-    state = read_state(paths)
-    info = state.get("hosts", {}).get(host)
-    if info is None:
-        known = ", ".join(sorted(state.get("hosts", {}))) or "none (is the twin up?)"
-        raise TwinError(f"no twin host named {host!r}; hosts: {known}")
+    state, info = _host(paths, host)
     if info.get("pid") and _alive(info["pid"], directory.resolve()):
         return
     info["pid"] = _start_host(paths, Path(state["inventory"]), host)

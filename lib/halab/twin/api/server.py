@@ -24,7 +24,7 @@ from halab.twin.api.admission import Tolerations
 from halab.twin.api.apply import server_side_apply
 from halab.twin.api.objects import Objects
 from halab.twin.api.patch import json_patch, merge_patch, strategic_merge
-from halab.twin.api.resources import Registry, Resource
+from halab.twin.api.resources import GROUP_ORDER, Registry, Resource
 from halab.twin.api.selectors import field_matcher, label_matcher
 from halab.twin.api.status import ApiError, bad_request, not_found
 from halab.twin.api.store import Change, Store
@@ -395,17 +395,8 @@ class ApiServer:
         patcher = patchers.get(ctype)
         if patcher is None:
             raise ApiError(415, f'the body of the request was in an unknown format "{ctype}"')
-        if ctype == "application/strategic-merge-patch+json" and res.group not in (
-            "",
-            "apps",
-            "batch",
-            "coordination.k8s.io",
-            "policy",
-            "storage.k8s.io",
-            "rbac.authorization.k8s.io",
-            "discovery.k8s.io",
-            "apiextensions.k8s.io",
-        ):
+        # Custom resources have no patch strategy to merge by, as on a real API server.
+        if ctype == "application/strategic-merge-patch+json" and res.group not in GROUP_ORDER:
             raise ApiError(415, "strategic merge patch is not supported for custom resources")
 
         def change(current: dict[str, Any]) -> dict[str, Any]:

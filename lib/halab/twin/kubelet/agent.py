@@ -36,6 +36,8 @@ class PodState:
     started: str = ""
     task: asyncio.Task[None] | None = None
     stopping: bool = False
+    poked: asyncio.Event = field(default_factory=asyncio.Event)  # the pod object changed
+    next_probe: dict[str, float] = field(default_factory=dict)  # container -> when
 
 
 class Kubelet:
@@ -156,7 +158,7 @@ class Kubelet:
 
     async def run(self) -> None:
         await self.register()
-        self.informer.handlers.append(lambda _kind, _obj: self._wake.set())
+        self.informer.handlers.append(self._on_pod_event)
         tasks = [
             asyncio.create_task(self.heartbeat_loop()),
             asyncio.create_task(self.informer.run()),
@@ -193,6 +195,29 @@ class Kubelet:
             state = self.pods.pop(uid)
             if state.task:
                 state.task.cancel()
+
+    def _on_pod_event(self, _kind: str, obj: dict[str, Any]) -> None:
+        self._wake.set()
+        state = self.pods.get(obj.get("metadata", {}).get("uid", ""))
+        if state is not None:
+            state.poked.set()
+
+    @staticmethod
+    async def _nap(state: PodState, seconds: float) -> None:
+        """Sleep until the pod object changes, or `seconds` pass."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.poked.wait(), seconds)
+        state.poked.clear()
+
+    @staticmethod
+    def _poll_interval(pod: dict[str, Any]) -> float:
+        # Processes can exit and probes need running: look often. A placeholder without
+        # probes changes only when its pod object does, which wakes us anyway.
+        containers = pod["spec"].get("containers") or []
+        busy = any(
+            runtime.is_plain(c.get("image", "")) or c.get("readinessProbe") for c in containers
+        )
+        return 0.2 if busy else 5.0
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         # Keep a reference: the event loop holds tasks only weakly.
@@ -247,12 +272,12 @@ class Kubelet:
                     while self._current(ns, name) is not None and not (
                         self._current(ns, name) or {}
                     ).get("metadata", {}).get("deletionTimestamp"):
-                        await asyncio.sleep(0.2)
+                        await self._nap(state, 5.0)
                     pod = self._current(ns, name)
                     if pod is not None:
                         await self._finish_delete(pod)
                     return
-                await asyncio.sleep(0.2)
+                await self._nap(state, self._poll_interval(pod))
         except asyncio.CancelledError:
             for running in state.containers.values():
                 await running.stop(0)
@@ -353,7 +378,18 @@ class Kubelet:
                     state.restarts[c["name"]] += 1
                     await self._start(state, pod, c, volumes, pod_dir)
             probe = c.get("readinessProbe")
-            if probe is not None and not running.done.is_set():
+            due = state.next_probe.get(c["name"], 0.0) <= time.monotonic()
+            if probe is not None and not running.done.is_set() and due:
+                # initialDelaySeconds first, then every periodSeconds (default 10 s).
+                first = c["name"] not in state.next_probe
+                if first and probe.get("initialDelaySeconds"):
+                    state.next_probe[c["name"]] = time.monotonic() + float(
+                        probe["initialDelaySeconds"]
+                    )
+                    continue
+                state.next_probe[c["name"]] = time.monotonic() + float(
+                    probe.get("periodSeconds") or 10
+                )
                 ok = await probe_ok(probe, state.ip, c, running)
                 if ok != state.ready.get(c["name"]):
                     state.ready[c["name"]] = ok

@@ -65,6 +65,8 @@ async def _fill(client: Client, ns: str, plural: str, name: str, where: Path, se
     for key, value in (doc.get("data") or {}).items():
         data = base64.b64decode(value) if secret else str(value).encode()
         (where / key).write_bytes(data)
+        if secret:
+            (where / key).chmod(0o600)  # as the kubelet writes secret volumes
     for key, value in (doc.get("binaryData") or {}).items():
         (where / key).write_bytes(base64.b64decode(value))
     (where / ".halab-source").write_text(json.dumps({"kind": plural, "name": name}))
