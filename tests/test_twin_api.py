@@ -349,3 +349,31 @@ def test_method_not_allowed_and_unknown_paths(twin: TwinLab) -> None:
     with pytest.raises(urllib.error.HTTPError) as unknown:
         urllib.request.urlopen(f"{vip}/apis/nosuch.example.com/v1/things", timeout=5)
     assert unknown.value.code == 404
+
+
+def test_a_deleted_namespace_terminates_refuses_content_then_goes(twin: TwinLab) -> None:
+    core = client.CoreV1Api(twin.api())
+    ns = twin.namespace()
+    held = {"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}
+    core.create_namespaced_config_map(ns, held)
+    core.create_namespaced_config_map(ns, cm("free"))
+    core.delete_namespace(ns)
+    assert core.read_namespace(ns).status.phase == "Terminating"
+    with pytest.raises(ApiException) as refused:
+        core.create_namespaced_config_map(ns, cm("late"))
+    assert refused.value.status == 403 and "being terminated" in refused.value.body
+    eventually(
+        lambda: [c.metadata.name for c in core.list_namespaced_config_map(ns).items] == ["held"],
+        20,
+        "everything without a finalizer is gone",
+    )
+    core.patch_namespaced_config_map("held", ns, {"metadata": {"finalizers": None}})
+
+    def gone() -> bool:
+        try:
+            core.read_namespace(ns)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    eventually(gone, 30, "the namespace goes once its last finalizer is removed")

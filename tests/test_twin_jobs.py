@@ -77,3 +77,35 @@ def test_own_files_need_the_claim(twin: TwinLab, tmp_path: Path) -> None:
     with pytest.raises(TranscodeError) as refused:
         runner.stage(tmp_path / "holiday.mkv")
     assert "halab-bench-media" in str(refused.value)
+
+
+def test_kill_tagged_stops_a_streaming_job(twin: TwinLab) -> None:
+    import subprocess
+
+    from halab.kube import wait_for
+    from halab.transcode.harness import new_tag
+
+    target = load_target(twin.dir / "target.yaml")
+    (runner,) = runners_for(["job:k3s-w2"], load_inventory(twin.inventory), target, "debian:12")
+    tag = new_tag()
+    # The tag rides in the command line, as in every stream the harness starts.
+    stream = runner.start(["sh", "-c", f"echo start; exec sleep 613 # -metadata comment={tag}"])
+
+    def sleeping() -> bool:
+        ps = subprocess.run(["pgrep", "-f", "sleep 613"], capture_output=True, text=True)
+        return ps.returncode == 0
+
+    try:
+        wait_for(lambda: any(line == "start" for _, line in stream.lines), 60, "the job's output")
+        assert sleeping()
+        runner.kill_tagged(tag)
+        api = api_client(target)
+        pods = client.CoreV1Api(api).list_namespaced_pod(
+            "halab-bench", label_selector=f"{LABEL}={tag}"
+        )
+        assert pods.items == []
+        # And its process is gone from this machine: the kubelet stopped it.
+        wait_for(lambda: not sleeping(), 20, "the pod's process ends")
+    finally:
+        stream.stop()
+        runner.close()

@@ -4,7 +4,9 @@ pod deletion, finalizers and deletion propagation, generation bumps on spec chan
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import copy
 import json
 from collections.abc import Callable
@@ -71,6 +73,7 @@ class Objects:
         self.store = store
         self.registry = registry
         self.tolerations = tolerations
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- reads --------------------------------------------------------------------------
 
@@ -239,21 +242,35 @@ class Objects:
             and phase not in ("Succeeded", "Failed")
         )
 
-    async def _remove(self, res: Resource, current: Stored) -> int:
+    async def _remove(self, res: Resource, current: Stored) -> int | None:
+        """Delete from etcd; a namespace only once it is empty (None while it is not)."""
+        if res.kind == "Namespace" and not await self._empty_namespace(
+            current.obj["metadata"]["name"]
+        ):
+            return None
         rev = await self.store.delete(current.key, current.revision)
         if rev is None:
             raise conflict(res.plural, res.group, current.obj["metadata"].get("name", ""))
-        if res.kind == "Namespace":
-            await self._empty_namespace(current.obj["metadata"]["name"])
         return rev
 
-    async def _empty_namespace(self, ns: str) -> None:
+    async def _empty_namespace(self, ns: str) -> bool:
+        """Delete a namespace's content; True when nothing is left. An object with
+        finalizers is marked for deletion and stays until they are removed."""
+        left = 0
         for other in list(self.registry.resources.values()):
             if not other.namespaced:
                 continue
             items, _, _ = await self.store.list(other.prefix(ns))
             for item in items:
-                await self.store.delete(item.key, item.revision)
+                meta = item.obj["metadata"]
+                if not meta.get("finalizers"):
+                    await self.store.delete(item.key, item.revision)
+                    continue
+                left += 1
+                if not meta.get("deletionTimestamp"):
+                    meta["deletionTimestamp"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                    await self.store.update(item.key, item.obj, item.revision)
+        return left == 0
 
     async def delete(
         self,
@@ -285,9 +302,8 @@ class Objects:
                 finalizers.append("foregroundDeletion")
             elif policy == "Orphan" and "orphan" not in finalizers:
                 finalizers.append("orphan")
-            if res.kind == "Namespace" and not meta.get("deletionTimestamp"):
-                finalizers = finalizers or []
-                obj["status"] = {"phase": "Terminating"}
+            if res.kind == "Namespace":
+                return await self._delete_namespace(res, current, obj, dry_run)
             graceful = self._pod_grace(res, obj, grace)
             if not finalizers and graceful is None and res.kind != "Namespace":
                 if dry_run:
@@ -298,13 +314,6 @@ class Objects:
                     if exc.code == 409:
                         continue
                     raise
-                return obj
-            if res.kind == "Namespace" and not finalizers:
-                # Namespaces empty themselves before they go (the namespace controller's job
-                # in a real cluster; done inline here, so a deleted namespace is gone at once).
-                if dry_run:
-                    return obj
-                await self._remove(res, current)
                 return obj
             stamp = datetime.now(UTC) + timedelta(seconds=graceful or 0)
             meta.setdefault("deletionTimestamp", stamp.strftime("%Y-%m-%dT%H:%M:%SZ"))
@@ -318,6 +327,33 @@ class Objects:
             if stored is not None:
                 return stored.obj
         raise conflict(res.plural, res.group, name)
+
+    async def _delete_namespace(
+        self, res: Resource, current: Stored, obj: dict[str, Any], dry_run: bool
+    ) -> dict[str, Any]:
+        """A namespace goes Terminating (new content is refused with 403), is emptied in the
+        background, then removed. Deleting a Terminating one again (the namespace
+        controller does, should an API server die mid-way) empties and removes it now."""
+        meta = obj["metadata"]
+        if dry_run:
+            return obj
+        if meta.get("deletionTimestamp"):
+            await self._remove(res, current)
+            return obj
+        meta["deletionTimestamp"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        obj["status"] = {"phase": "Terminating"}
+        stored = await self.store.update(current.key, obj, current.revision)
+        if stored is None:
+            raise conflict(res.plural, res.group, meta["name"])
+        task = asyncio.create_task(self._finish_namespace(res, meta["name"]))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return stored.obj
+
+    async def _finish_namespace(self, res: Resource, name: str) -> None:
+        with contextlib.suppress(ApiError):
+            current = await self.get(res, None, name)
+            await self._remove(res, current)
 
     @staticmethod
     def _pod_grace(res: Resource, obj: dict[str, Any], grace: int | None) -> int | None:

@@ -4,10 +4,12 @@ them go free."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from halab.twin.client import ClientError, path
 from halab.twin.controllers.manager import WATCHED
+from halab.twin.controllers.nodelifecycle import _seconds
 
 if TYPE_CHECKING:
     from halab.twin.controllers.manager import Manager
@@ -81,6 +83,18 @@ async def reconcile(cm: Manager) -> None:
                 except ClientError:
                     continue
             await _drop_finalizer(cm, kind, obj, "orphan")
+
+
+async def finish_namespaces(cm: Manager) -> None:
+    """A namespace left Terminating (its API server died while emptying it) is deleted
+    again, which empties and removes it: the namespace controller's retry."""
+    for ns in cm.cache("namespaces"):
+        stamp = ns["metadata"].get("deletionTimestamp")
+        if stamp and time.time() - _seconds(stamp) > 5:
+            try:
+                await cm.client.delete(path("v1", "namespaces", None, ns["metadata"]["name"]))
+            except ClientError:
+                continue
 
 
 async def _owner_exists(cm: Manager, ref: dict[str, Any], obj: dict[str, Any]) -> bool:

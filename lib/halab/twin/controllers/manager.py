@@ -34,6 +34,7 @@ WATCHED = {
     "pvcs": ("v1", "persistentvolumeclaims"),
     "pvs": ("v1", "persistentvolumes"),
     "storageclasses": ("storage.k8s.io/v1", "storageclasses"),
+    "namespaces": ("v1", "namespaces"),
 }
 
 
@@ -90,6 +91,7 @@ class Manager:
             ("endpoints", services.reconcile),
             ("volumes", volumes.reconcile),
             ("garbage-collector", gc.reconcile),
+            ("namespace", gc.finish_namespaces),
         ]
         tasks = [asyncio.create_task(i.run()) for i in self.informers.values()]
         try:

@@ -258,8 +258,9 @@ class Kubelet:
             await self._report(state, ns, name)
             while True:
                 pod = self._current(ns, name)
-                if pod is None:
-                    break
+                if pod is None:  # force-deleted: nothing waits for a graceful stop
+                    await asyncio.gather(*(r.stop(0) for r in state.containers.values()))
+                    return
                 if pod["metadata"].get("deletionTimestamp"):
                     await self._terminate(state, pod)
                     return
@@ -284,6 +285,8 @@ class Kubelet:
             raise
         except Exception as exc:
             log.warning("%s: pod %s/%s: %s", self.name, ns, name, exc)
+            for running in state.containers.values():  # a failed pod leaves nothing running
+                await running.stop(0)
             with contextlib.suppress(Exception):
                 await self._report_error(ns, name, str(exc))
         finally:
