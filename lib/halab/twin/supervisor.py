@@ -198,9 +198,10 @@ def wait_ready(
             last = f"nodes not Ready yet: {', '.join(missing)}"
         except (OSError, urllib.error.URLError, ValueError) as exc:
             last = f"the API does not answer through the VIP {url} yet ({exc})"
-        if say is not None and last != shown:
-            say(last)
-            shown = last
+        progress = last.split(" (")[0]  # the reason stays for the error, not every line
+        if say is not None and progress != shown:
+            say(f"waiting: {progress}")
+            shown = progress
         time.sleep(0.3)
     raise TwinError(
         f"the twin did not come up in {timeout:.0f} s: {last}; see {paths.dir}/hosts/*/host.log"
