@@ -377,3 +377,40 @@ def test_a_deleted_namespace_terminates_refuses_content_then_goes(twin: TwinLab)
         return False
 
     eventually(gone, 30, "the namespace goes once its last finalizer is removed")
+
+
+def test_init_containers_run_first_and_share_volumes(core: client.CoreV1Api, ns: str) -> None:
+    core.create_namespaced_pod(
+        ns,
+        {
+            "metadata": {"name": "init"},
+            "spec": {
+                "restartPolicy": "Never",
+                "volumes": [{"name": "work", "emptyDir": {}}],
+                "initContainers": [
+                    {
+                        "name": "prepare",
+                        "image": "busybox:1.36",
+                        "command": ["sh", "-c", "echo prepared > /work/flag; echo init ran"],
+                        "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+                    }
+                ],
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "busybox:1.36",
+                        "command": ["cat", "/work/flag"],
+                        "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+                    }
+                ],
+            },
+        },
+    )
+    pod = eventually(
+        lambda: (p := core.read_namespaced_pod("init", ns)).status.phase == "Succeeded" and p,
+        30,
+        "the pod ran its init container, then its container",
+    )
+    assert pod.status.init_container_statuses[0].state.terminated.exit_code == 0
+    assert core.read_namespaced_pod_log("init", ns, container="main") == "prepared\n"
+    assert core.read_namespaced_pod_log("init", ns, container="prepare") == "init ran\n"

@@ -40,7 +40,7 @@ async def pod_log(
                 f"[{' '.join(containers)}]"
             )
         container = containers[0]
-    elif container not in containers:
+    elif container not in containers + [c["name"] for c in pod["spec"].get("initContainers") or []]:
         raise bad_request(f"container {container} is not valid for pod {name}")
     node_name = pod["spec"].get("nodeName")
     if not node_name:

@@ -38,6 +38,7 @@ class PodState:
     stopping: bool = False
     poked: asyncio.Event = field(default_factory=asyncio.Event)  # the pod object changed
     next_probe: dict[str, float] = field(default_factory=dict)  # container -> when
+    init: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (exit, restarts)
 
 
 class Kubelet:
@@ -252,6 +253,8 @@ class Kubelet:
             volumes = await self._wait_volumes(pod, pod_dir, ns, name)
             if volumes is None:
                 return
+            if not await self._init_containers(state, pod, volumes, pod_dir, ns, name):
+                return
             for c in pod["spec"]["containers"]:
                 state.restarts[c["name"]] = self._previous_restarts(pod, c["name"])
                 await self._start(state, pod, c, volumes, pod_dir)
@@ -292,6 +295,54 @@ class Kubelet:
         finally:
             if not state.stopping:
                 self.pods.pop(state.uid, None)
+
+    async def _init_containers(
+        self,
+        state: PodState,
+        pod: dict[str, Any],
+        volumes: dict[str, Path],
+        pod_dir: Path,
+        ns: str,
+        name: str,
+    ) -> bool:
+        """Run the init containers in order, each to success; False when the pod failed.
+
+        A plain image runs its command; any other image has nothing to run here and
+        completes at once (its log says so)."""
+        policy = pod["spec"].get("restartPolicy", "Always")
+        for c in pod["spec"].get("initContainers") or []:
+            attempts = 0
+            while True:
+                log_path = pod_dir / "logs" / f"{c['name']}.log"
+                if not runtime.is_plain(c.get("image", "")):
+                    log_path.parent.mkdir(parents=True, exist_ok=True)
+                    log_path.write_text(
+                        f"halab twin: init container {c.get('image')} has nothing to run here\n"
+                    )
+                    code = 0
+                else:
+                    binds = {
+                        m["mountPath"]: volumes[m["name"]]
+                        for m in c.get("volumeMounts") or []
+                        if m.get("name") in volumes
+                    }
+                    running = await runtime.start_process(
+                        c, self._env(pod, c, state), binds, log_path, now(), str(self.twin_root)
+                    )
+                    assert running.process is not None
+                    code = await running.process.wait()
+                state.init[c["name"]] = (code, attempts)
+                if code == 0:
+                    break
+                attempts += 1
+                if policy == "Never":
+                    await self._report_error(
+                        ns, name, f"init container {c['name']} exited with {code}"
+                    )
+                    return False
+                await self._report(state, ns, name)
+                await asyncio.sleep(min(0.5 * 2**attempts, 5))
+        return True
 
     async def _wait_volumes(
         self, pod: dict[str, Any], pod_dir: Path, ns: str, name: str
@@ -482,7 +533,38 @@ class Kubelet:
                 cond("PodScheduled", True),
             ],
             "containerStatuses": statuses,
+            **self._init_statuses(state, pod),
         }
+
+    @staticmethod
+    def _init_statuses(state: PodState, pod: dict[str, Any]) -> dict[str, Any]:
+        inits = pod["spec"].get("initContainers") or []
+        if not inits:
+            return {}
+        out = []
+        for c in inits:
+            done = state.init.get(c["name"])
+            st: dict[str, Any] = (
+                {
+                    "terminated": {
+                        "exitCode": done[0],
+                        "reason": "Completed" if done[0] == 0 else "Error",
+                    }
+                }
+                if done
+                else {"waiting": {"reason": "PodInitializing"}}
+            )
+            out.append(
+                {
+                    "name": c["name"],
+                    "image": c.get("image", ""),
+                    "imageID": f"twin://{c.get('image', '')}",
+                    "ready": bool(done and done[0] == 0),
+                    "restartCount": done[1] if done else 0,
+                    "state": st,
+                }
+            )
+        return {"initContainerStatuses": out}
 
     async def _report(self, state: PodState, ns: str, name: str) -> None:
         for _ in range(5):
