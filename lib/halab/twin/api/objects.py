@@ -74,6 +74,7 @@ class Objects:
         self.registry = registry
         self.tolerations = tolerations
         self._tasks: set[asyncio.Task[None]] = set()
+        self.namespaces: dict[str, bool] = {}  # name -> terminating, kept by the server
 
     # -- reads --------------------------------------------------------------------------
 
@@ -136,12 +137,17 @@ class Objects:
     async def _namespace_accepts(self, ns: str | None) -> None:
         if not ns:
             return
-        ns_res = self.registry.find("", "v1", "namespaces")
-        assert ns_res is not None
-        found = await self.store.get(ns_res.key(None, ns))
-        if found is None:
-            raise not_found("namespaces", "", ns)
-        if found.obj.get("metadata", {}).get("deletionTimestamp"):
+        # Known namespaces come from the API server's watch (as the NamespaceLifecycle
+        # admission plugin reads an informer); an unknown one is looked up in etcd.
+        terminating = self.namespaces.get(ns)
+        if terminating is None:
+            ns_res = self.registry.find("", "v1", "namespaces")
+            assert ns_res is not None
+            found = await self.store.get(ns_res.key(None, ns))
+            if found is None:
+                raise not_found("namespaces", "", ns)
+            terminating = bool(found.obj.get("metadata", {}).get("deletionTimestamp"))
+        if terminating:
             raise ApiError(
                 403,
                 f"unable to create new content in namespace {ns} because it is being terminated",

@@ -87,12 +87,38 @@ class ApiServer:
     async def _on_startup(self, app: web.Application) -> None:
         app["crd_watch"] = asyncio.create_task(self._follow_crds())
         app["watch_cache"] = asyncio.create_task(self.watches.run())
+        app["namespaces"] = asyncio.create_task(self._follow_namespaces())
 
     async def _on_cleanup(self, app: web.Application) -> None:
         app["crd_watch"].cancel()
         app["watch_cache"].cancel()
+        app["namespaces"].cancel()
         if self._http is not None:
             await self._http.close()
+
+    async def _follow_namespaces(self) -> None:
+        """Keep Objects.namespaces (name -> terminating) from the watch cache."""
+        prefix = "/registry/core/namespaces/"
+        while True:
+            try:
+                items, rev, _ = await self.store.list(prefix)
+                self.objects.namespaces = {
+                    i.obj["metadata"]["name"]: bool(i.obj["metadata"].get("deletionTimestamp"))
+                    for i in items
+                }
+                async for change in self.watches.changes(prefix, rev + 1):
+                    name = change.key.rsplit("/", 1)[-1]
+                    if change.obj is None:
+                        self.objects.namespaces.pop(name, None)
+                    else:
+                        meta = change.obj["metadata"]
+                        self.objects.namespaces[name] = bool(meta.get("deletionTimestamp"))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # etcd away for a moment: forget, then look again
+                log.debug("namespace watch: %s", exc)
+                self.objects.namespaces = {}
+                await asyncio.sleep(0.5)
 
     async def _follow_crds(self) -> None:
         """Serve the resources of CRDs created through any API server, as they come."""
@@ -301,6 +327,9 @@ class ApiServer:
         await response.prepare(request)
 
         async def send(kind: str, obj: dict[str, Any]) -> None:
+            if not as_table:
+                await response.write(self.watches.encoded(kind, obj))
+                return
             body = (
                 table(
                     res.kind,

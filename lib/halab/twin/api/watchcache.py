@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections import deque
 from collections.abc import AsyncIterator
+from typing import Any
 
 from halab.twin.api.status import ApiError
 from halab.twin.api.store import Change, Store
@@ -28,6 +30,19 @@ class WatchCache:
         self.floor = 0  # every change with revision >= floor is in `recent` (0: not running)
         self.last = 0
         self.subscribers: set[asyncio.Queue[Change | None]] = set()
+        # (kind, id(obj)) -> (obj, bytes); holding obj keeps its id from being reused.
+        self._encoded: dict[tuple[str, int], tuple[dict[str, Any], bytes]] = {}
+
+    def encoded(self, kind: str, obj: dict[str, Any]) -> bytes:
+        """A watch event as bytes, encoded once however many watchers send it."""
+        key = (kind, id(obj))
+        found = self._encoded.get(key)
+        if found is None or found[0] is not obj:
+            if len(self._encoded) > 4096:
+                self._encoded.clear()
+            found = (obj, json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+            self._encoded[key] = found
+        return found[1]
 
     async def run(self) -> None:
         while True:
