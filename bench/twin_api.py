@@ -3,8 +3,8 @@
 Starts a twin of 100 nodes on 10 hosts (a synthetic inventory), creates 3,000 pods through
 Deployments, and prints p50/p99 latencies of get, list and create, pod startup latency
 (created -> Ready, seen through a watch; for the burst, and for 100 more pods created at
-20 pods/s as the SLO's load tests pace them), the time until every Deployment pod is Ready again after a
-host fails, and the twin's memory, beside Kubernetes' scalability SLOs. Smaller runs:
+20 pods/s as the SLO's load tests pace them), the time until every Deployment pod is Ready
+again after a host fails, and the twin's memory, beside Kubernetes' scalability SLOs. Smaller runs:
 --hosts 4 --nodes-per-host 5 --pods 200. Run: .venv/bin/python bench/twin_api.py
 """
 
