@@ -414,3 +414,23 @@ def test_init_containers_run_first_and_share_volumes(core: client.CoreV1Api, ns:
     assert pod.status.init_container_statuses[0].state.terminated.exit_code == 0
     assert core.read_namespaced_pod_log("init", ns, container="main") == "prepared\n"
     assert core.read_namespaced_pod_log("init", ns, container="prepare") == "init ran\n"
+
+
+def test_concurrent_patches_all_land_and_a_stale_version_is_refused(
+    core: client.CoreV1Api, ns: str
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    made = core.create_namespaced_config_map(ns, cm("busy"))
+
+    def patch(i: int) -> None:
+        core.patch_namespaced_config_map("busy", ns, {"data": {f"k{i}": str(i)}})
+
+    # Patches without a resourceVersion apply to the latest object, however many race.
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(patch, range(24)))
+    assert len(core.read_namespaced_config_map("busy", ns).data) == 24
+    stale = {"metadata": {"resourceVersion": made.metadata.resource_version}, "data": {"x": "1"}}
+    with pytest.raises(ApiException) as refused:
+        core.patch_namespaced_config_map("busy", ns, stale)
+    assert refused.value.status == 409

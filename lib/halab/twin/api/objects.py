@@ -189,7 +189,11 @@ class Objects:
         (a patch without a resourceVersion means "apply to the latest")."""
         for _ in range(CAS_RETRIES):
             current = await self.get(res, ns, name)
-            new = change(copy.deepcopy(current.obj))
+            # The change sees the object without its resourceVersion, so one in the result
+            # can only have come from the patch itself: a precondition, not a retry.
+            base = copy.deepcopy(current.obj)
+            base["metadata"].pop("resourceVersion", None)
+            new = change(base)
             want_rv = (new.get("metadata") or {}).get("resourceVersion")
             if want_rv and str(want_rv) != str(current.revision):
                 raise conflict(res.plural, res.group, name)
