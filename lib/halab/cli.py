@@ -274,7 +274,10 @@ def _cmd_twin(args: argparse.Namespace) -> int:
         return 1
     print(f"twin in {directory}: {'running' if doc['running'] else 'stopped'}")
     for host, info in doc["hosts"].items():
-        print(f"  host {host:10} {info['state']:7} pid {info['pid'] or '-'}")
+        print(
+            f"  host {host:10} {info['state']:7} pid {info['pid'] or '-'} "
+            f"({info.get('processes', 0)} processes in its group)"
+        )
     etcd = doc.get("etcd", {})
     print(
         f"  etcd members {', '.join(etcd.get('members', []))}; "

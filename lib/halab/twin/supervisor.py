@@ -349,7 +349,12 @@ def status(directory: Path) -> dict[str, Any]:
     out: dict[str, Any] = {
         "running": bool(alive),
         "hosts": {
-            h: {"state": "up" if h in alive else info.get("state", "down"), "pid": alive.get(h)}
+            h: {
+                "state": "up" if h in alive else info.get("state", "down"),
+                "pid": alive.get(h),
+                # the host process and its etcd member (pod processes have their own groups)
+                "processes": len(_group_members(alive[h])) if h in alive else 0,
+            }
             for h, info in state.get("hosts", {}).items()
         },
         "vip": str(topology.vip),
