@@ -17,6 +17,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from halab.render.objects import hostname_affinity
 from halab.twin import supervisor
 
 from twinlab import TwinLab, eventually
@@ -155,23 +156,7 @@ def test_two_hosts_down_refuses_writes(lab: TwinLab) -> None:
 def test_lost_node_pods_are_evicted_and_replaced(lab: TwinLab) -> None:
     api = lab.api()
     core, apps, ns = client.CoreV1Api(api), client.AppsV1Api(api), lab.namespace()
-    pin = {
-        "nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [
-                    {
-                        "matchExpressions": [
-                            {
-                                "key": "kubernetes.io/hostname",
-                                "operator": "In",
-                                "values": ["k3s-w1", "k3s-w2"],
-                            }
-                        ]
-                    }
-                ]
-            }
-        }
-    }
+    pin = hostname_affinity(["k3s-w1", "k3s-w2"])
     template = {"spec": {"affinity": pin, "containers": [{"name": "c", "image": "nginx"}]}}
     for kind, extra in (("web", {}), ("db", {"serviceName": "db"})):
         labels = {"app": kind}

@@ -20,8 +20,7 @@ from typing import Any
 
 from halab.inventory import Inventory
 from halab.streams import Completed, Stream
-from halab.transcode.media import sample_command
-from halab.transcode.profiles import SAMPLES
+from halab.transcode.media import parse_clip_name, sample_command
 from halab.transcode.runners import (
     GPU_SCRIPT,
     TranscodeError,
@@ -32,20 +31,7 @@ from halab.transcode.runners import (
 
 LABEL = "halab.dev/bench-tag"
 GPU_ENCODERS = {"h264_vaapi": "intel", "h264_qsv": "intel", "h264_nvenc": "nvidia"}
-_CLIP = re.compile(
-    r"^(?P<name>.+)-(?P<w>\d+)x(?P<h>\d+)-(?P<s>[\d.]+)s-(?P<digest>[0-9a-f]{16})\.mkv$"
-)
 _TAG = re.compile(r"comment=(halab-bench-[0-9a-f]+)")
-
-
-def gpu_resource(inventory: Inventory, node: str) -> str | None:
-    found = [n for n in inventory.nodes if n.name == node]
-    if not found or found[0].gpu is None:
-        return None
-    gpu = found[0].gpu
-    if gpu.vendor == "intel":
-        return f"gpu.intel.com/{gpu.driver}"
-    return "nvidia.com/gpu" if gpu.vendor == "nvidia" else None
 
 
 class KubeJobRunner:
@@ -74,8 +60,9 @@ class KubeJobRunner:
         self.claim = media_claim
         self.storage_class = storage_class
         self.start_timeout = start_timeout
-        self.gpu = gpu_resource(inventory, node)
-        taints = next(n.taints for n in inventory.nodes if n.name == node)
+        found = next(n for n in inventory.nodes if n.name == node)
+        self.gpu = found.gpu.resource_name if found.gpu else None
+        taints = found.taints
         self.tolerations = [
             {"key": t.key, "operator": "Equal", "value": t.value, "effect": t.effect}
             for t in taints
@@ -269,18 +256,17 @@ class KubeJobRunner:
     def stage(self, local: Path) -> str:
         """Make the clip on the shared claim with the same ffmpeg command that made the
         local one (its name carries the command's hash), once."""
-        match = _CLIP.match(local.name)
-        spec = SAMPLES.get(match.group("name")) if match else None
-        if match is None or spec is None:
+        parsed = parse_clip_name(local.name)
+        if parsed is None:
             raise TranscodeError(
                 f"{self.name}: {local.name} is not one of the kit's test clips; a Job worker "
                 "makes its clips in the cluster (put your own files on the claim "
                 f"{self.claim} and pass them as /media/<file>)"
             )
-        spec = spec.scaled(int(match.group("w")), int(match.group("h")))
+        spec, seconds = parsed
         remote = f"/media/{local.name}"
         part = f"/media/.{local.name}.{uuid.uuid4().hex[:6]}.part.mkv"
-        make = sample_command(spec, float(match.group("s")), Path(part))
+        make = sample_command(spec, seconds, Path(part))
         script = f"test -s {remote} || {{ {shlex.join(make)} && mv {part} {remote}; }}"
         done = self.run(["sh"], timeout=1800, shell=script)
         if done.returncode != 0:

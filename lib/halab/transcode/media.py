@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
 from halab.errors import InputError, Problem
-from halab.transcode.profiles import SampleSpec
+from halab.transcode.profiles import SAMPLES, SampleSpec
 from halab.transcode.runners import TranscodeError, have_local_ffmpeg
 
 
@@ -57,6 +58,25 @@ def sample_command(spec: SampleSpec, seconds: float, out: Path) -> list[str]:
     ]
 
 
+_CLIP = re.compile(
+    r"^(?P<name>.+)-(?P<w>\d+)x(?P<h>\d+)-(?P<s>[\d.]+)s-(?P<digest>[0-9a-f]{16})\.mkv$"
+)
+
+
+def clip_name(spec: SampleSpec, seconds: float, digest: str) -> str:
+    """A cached clip's file name: what it is, and the hash of the command that made it."""
+    return f"{spec.name}-{spec.width}x{spec.height}-{seconds:g}s-{digest}.mkv"
+
+
+def parse_clip_name(name: str) -> tuple[SampleSpec, float] | None:
+    """The clip spec and length a clip_name() stands for; None for any other file."""
+    match = _CLIP.match(name)
+    spec = SAMPLES.get(match.group("name")) if match else None
+    if match is None or spec is None:
+        return None
+    return spec.scaled(int(match.group("w")), int(match.group("h"))), float(match.group("s"))
+
+
 def ensure_sample(spec: SampleSpec, seconds: float, cache_dir: Path) -> Path:
     """The clip for `spec`, made once and cached under `cache_dir`."""
     if not have_local_ffmpeg():
@@ -67,7 +87,7 @@ def ensure_sample(spec: SampleSpec, seconds: float, cache_dir: Path) -> Path:
     key = json.dumps(sample_command(spec, seconds, Path("OUT")))
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"{spec.name}-{spec.width}x{spec.height}-{seconds:g}s-{digest}.mkv"
+    path = cache_dir / clip_name(spec, seconds, digest)
     if path.exists() and path.stat().st_size > 0:
         return path
     partial = path.with_suffix(f".{os.getpid()}.part.mkv")

@@ -8,17 +8,13 @@ import asyncio
 import logging
 from typing import Any
 
-from halab.inventory import Inventory
 from halab.twin.api.server import ApiServer
 from halab.twin.api.status import ApiError
-from halab.twin.topology import TwinTopology
 
 log = logging.getLogger("halab.twin.bootstrap")
 
 
-def _objects(
-    inv: Inventory, topology: TwinTopology
-) -> list[tuple[str, str, str, str | None, dict[str, Any]]]:
+def _objects() -> list[tuple[str, str, str, str | None, dict[str, Any]]]:
     out: list[tuple[str, str, str, str | None, dict[str, Any]]] = [
         ("", "v1", "namespaces", None, {"metadata": {"name": name}})
         for name in ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -61,8 +57,8 @@ def _objects(
     return out
 
 
-async def bootstrap(api: ApiServer, inv: Inventory, topology: TwinTopology) -> None:
-    pending = _objects(inv, topology)
+async def bootstrap(api: ApiServer) -> None:
+    pending = _objects()
     while pending:
         group, version, plural, ns, body = pending[0]
         try:

@@ -38,15 +38,6 @@ API_PORT = 6443
 log = logging.getLogger("halab.twin.host")
 
 
-def gpu_resource(inv: Inventory, node_name: str) -> str | None:
-    node = next(n for n in inv.nodes if n.name == node_name)
-    if node.gpu is None:
-        return None
-    if node.gpu.vendor == "intel":
-        return f"gpu.intel.com/{node.gpu.driver}"
-    return {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu"}.get(node.gpu.vendor)
-
-
 class Host:
     def __init__(self, inv: Inventory, directory: Path, name: str) -> None:
         self.inv = inv
@@ -99,7 +90,7 @@ class Host:
         await web.TCPSite(runner, address, API_PORT, reuse_address=True).start()
         self.runners.append(runner)
         local = Client([f"http://{address}:{API_PORT}"])
-        self.tasks.append(asyncio.create_task(bootstrap(api, self.inv, self.topology)))
+        self.tasks.append(asyncio.create_task(bootstrap(api)))
         vip = VipHolder(runner, str(self.topology.vip), API_PORT)
         vt = Timings(self.timings.vip_lease, self.timings.vip_renew, self.timings.vip_retry)
         self.tasks.append(
@@ -143,7 +134,7 @@ class Host:
             node,
             address,
             self.inv.cluster.k3s_version,
-            gpu_resource(self.inv, node_name),
+            node.gpu.resource_name if node.gpu else None,
             self.host_dir / "kubelet" / node_name,
             self.host_dir / "root",
             self.dir,

@@ -381,9 +381,3 @@ class Objects:
             return min(current, grace) if grace is not None else current
         value = grace if grace is not None else spec.get("terminationGracePeriodSeconds", 30)
         return int(value) if value else None
-
-    def resource_for(self, obj: dict[str, Any]) -> Resource:
-        res = self.registry.by_kind(obj.get("apiVersion", ""), obj.get("kind", ""))
-        if res is None:
-            raise not_found(obj.get("kind", "?"), "", obj.get("metadata", {}).get("name", ""))
-        return res

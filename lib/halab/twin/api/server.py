@@ -72,7 +72,6 @@ class ApiServer:
         self.watches = WatchCache(store)
         self.version = discovery.version_info(kubernetes_version, k3s_version)
         self.advertise = advertise
-        self.healthy = True
         self._http: aiohttp.ClientSession | None = None
 
     # -- application ----------------------------------------------------------------------

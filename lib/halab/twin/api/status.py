@@ -100,7 +100,3 @@ def invalid(kind: str, group: str, name: str, causes: list[tuple[str, str, str]]
 
 def bad_request(message: str) -> ApiError:
     return ApiError(400, message)
-
-
-def unavailable(message: str) -> ApiError:
-    return ApiError(503, message)

@@ -9,7 +9,6 @@ until its own timeout; the store gives up sooner and the server answers 504.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,14 +17,7 @@ from typing import Any
 import aiohttp
 
 from halab.twin.api.status import ApiError
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
-def _unb64(text: str) -> str:
-    return base64.b64decode(text).decode()
+from halab.twin.etcd import _b64, _unb64
 
 
 def prefix_end(prefix: str) -> str:

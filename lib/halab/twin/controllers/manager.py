@@ -61,7 +61,6 @@ class Manager:
             informer.handlers.append(lambda _k, _o: self._wake.set())
         self.controllers: list[tuple[str, Reconcile]] = []
         self.first_seen: dict[str, float] = {}  # node name -> when this manager first saw it
-        self.started = time.monotonic()
 
     def cache(self, name: str) -> list[dict[str, Any]]:
         return self.informers[name].values()

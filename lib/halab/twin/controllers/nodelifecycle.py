@@ -52,6 +52,9 @@ def _last_heartbeat(cm: Manager, node: dict[str, Any]) -> float:
 
 async def reconcile(cm: Manager) -> None:
     grace = cm.settings.node_monitor_grace
+    by_node: dict[str, list[dict[str, Any]]] = {}
+    for pod in cm.cache("pods"):
+        by_node.setdefault(pod["spec"].get("nodeName") or "", []).append(pod)
     for node in cm.cache("nodes"):
         name = node["metadata"]["name"]
         status = ready_status(node)
@@ -60,7 +63,7 @@ async def reconcile(cm: Manager) -> None:
             status = "Unknown"
         await _sync_taints(cm, node, status)
         if status != "True":
-            await _mark_pods_not_ready(cm, name)
+            await _mark_pods_not_ready(cm, by_node.get(name, []))
     await _evict(cm)
 
 
@@ -119,10 +122,8 @@ async def _sync_taints(cm: Manager, node: dict[str, Any], status: str) -> None:
         return
 
 
-async def _mark_pods_not_ready(cm: Manager, node_name: str) -> None:
-    for pod in cm.cache("pods"):
-        if pod["spec"].get("nodeName") != node_name:
-            continue
+async def _mark_pods_not_ready(cm: Manager, pods: list[dict[str, Any]]) -> None:
+    for pod in pods:
         conds = pod.get("status", {}).get("conditions") or []
         if not any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
             continue

@@ -132,8 +132,10 @@ def reasons_for(
     used: dict[str, dict[str, Decimal]],
     counts: Counter[str],
     placed: list[tuple[dict[str, Any], dict[str, Any]]],
+    wanted: dict[str, Decimal] | None = None,
 ) -> str | None:
-    """Why pod cannot go to node (kube-scheduler's wording), or None when it fits."""
+    """Why pod cannot go to node (kube-scheduler's wording), or None when it fits.
+    `wanted` is requests(pod), when the caller has it already."""
     spec, name = pod["spec"], node["metadata"]["name"]
     tolerations = spec.get("tolerations") or []
     if node.get("spec", {}).get("unschedulable") and not tolerates(
@@ -151,7 +153,7 @@ def reasons_for(
     allocatable = node.get("status", {}).get("allocatable") or {}
     if counts[name] + 1 > int(_q(allocatable.get("pods", "110"))):
         return "Too many pods"
-    for resource, amount in requests(pod).items():
+    for resource, amount in (wanted if wanted is not None else requests(pod)).items():
         if amount <= 0:
             continue
         free = _q(allocatable.get(resource, "0")) - used[name].get(resource, Decimal(0))
@@ -194,8 +196,9 @@ async def reconcile(cm: Manager) -> None:
     for pod in pending:
         fits: list[str] = []
         why: Counter[str] = Counter()
+        wanted = requests(pod)
         for name, node in nodes.items():
-            reason = reasons_for(pod, node, used, counts, placed)
+            reason = reasons_for(pod, node, used, counts, placed, wanted)
             if reason is None:
                 fits.append(name)
             else:
@@ -215,7 +218,7 @@ async def reconcile(cm: Manager) -> None:
             return (_preferred_score(pod, nodes[n]), -spread[n], int(cpu_free * 1000), n)
 
         best = max(fits, key=score)
-        _add(used[best], requests(pod))
+        _add(used[best], wanted)
         counts[best] += 1
         placed.append((pod, nodes[best]))
         if owner:
