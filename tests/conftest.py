@@ -58,3 +58,16 @@ def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield lab
     finally:
         supervisor.down(directory / "twin")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failing twin test carries the twin's state and its hosts' recent log lines, so a
+    CI failure can be understood from its report alone."""
+    report = yield
+    lab = getattr(item, "funcargs", {}).get("twin") or getattr(item, "funcargs", {}).get("lab")
+    if report.failed and lab is not None:
+        from twinlab import diagnostics
+
+        report.sections.append(("twin at failure", diagnostics(lab)))
+    return report

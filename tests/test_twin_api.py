@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import urllib.request
 from typing import Any
 
 import pytest
@@ -108,6 +110,27 @@ def test_watch_from_a_resource_version(core: client.CoreV1Api, ns: str) -> None:
         if event["type"] == "DELETED":
             stream.stop()
     assert events == [("ADDED", "w"), ("MODIFIED", "w"), ("DELETED", "w")]
+
+
+def watch_lines(twin: TwinLab, url: str) -> list[dict[str, Any]]:
+    """Every event line of a raw watch until the server ends it (timeoutSeconds)."""
+    host = twin.api().configuration.host
+    with urllib.request.urlopen(host + url, timeout=30) as resp:
+        return [json.loads(line) for line in resp if line.strip()]
+
+
+def test_watch_bookmarks_when_asked(twin: TwinLab, core: client.CoreV1Api, ns: str) -> None:
+    rv = int(core.list_namespaced_config_map(ns).metadata.resource_version)
+    other = twin.namespace()  # changes elsewhere move the bookmarks' revision on
+    core.create_namespaced_config_map(other, cm("elsewhere"))
+    base = f"/api/v1/namespaces/{ns}/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=4"
+    events = watch_lines(twin, base + "&allowWatchBookmarks=true")
+    assert events and {e["type"] for e in events} == {"BOOKMARK"}
+    revisions = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
+    assert revisions == sorted(revisions) and revisions[-1] > rv
+    assert events[0]["object"]["kind"] == "ConfigMap"
+    # Without allowWatchBookmarks, a quiet watch stays silent, as the real server's does.
+    assert watch_lines(twin, base) == []
 
 
 def test_patches_merge_strategic_and_json(twin: TwinLab, ns: str) -> None:

@@ -68,6 +68,20 @@ def test_vip_moves_to_another_host(lab: TwinLab) -> None:
     assert client.VersionApi(lab.api()).get_code().git_version
 
 
+def test_vip_moves_when_its_holder_hangs(lab: TwinLab) -> None:
+    """A hung holder keeps its socket on the VIP while another host wins the lease; once it
+    wakes, sees the lease lost and lets go, the new holder binds the VIP."""
+    holder = vip_holder(lab)
+    lab.freeze(HOST_OF[holder], 16)  # far longer than the lease
+    # Connections the hung holder had accepted are reset when it lets go: look again.
+    eventually(
+        lambda: client.VersionApi(lab.api()).get_code().git_version and vip_holder(lab) != holder,
+        30,
+        "another host serves the API through the VIP after the hung holder woke",
+        every=0.5,
+    )
+
+
 def test_acknowledged_writes_survive_each_host_failing(lab: TwinLab) -> None:
     core = client.CoreV1Api(lab.api())
     ns = lab.namespace()

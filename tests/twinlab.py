@@ -4,8 +4,14 @@ and tolerations of a few seconds), reached only through its kubeconfig, always s
 from __future__ import annotations
 
 import copy
+import json
+import os
+import signal
 import subprocess
 import sys
+import time
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +21,7 @@ from typing import Any, TypeVar
 from halab.inventory.yaml_source import read_yaml
 from halab.kube import ClusterError, wait_for
 from halab.twin import supervisor
+from halab.twin.controllers.leader import parse_micro
 
 from helpers import write_yaml
 
@@ -77,6 +84,16 @@ class TwinLab:
     def recover(self, host: str) -> None:
         supervisor.recover(self.dir, host)
 
+    def freeze(self, host: str, seconds: float) -> None:
+        """Stop every process of the host for a while (SIGSTOP), then let it go on: a host
+        that hangs rather than dies. Its sockets stay open meanwhile."""
+        pid = json.loads((self.dir / "state.json").read_text())["hosts"][host]["pid"]
+        os.killpg(pid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            os.killpg(pid, signal.SIGCONT)
+
 
 def start(directory: Path) -> TwinLab:
     directory.mkdir(parents=True, exist_ok=True)
@@ -91,3 +108,43 @@ def eventually(check: Callable[[], T | None], timeout: float, what: str, every: 
         return wait_for(check, timeout, what, every)
     except ClusterError as exc:
         raise AssertionError(str(exc)) from None
+
+
+def diagnostics(lab: TwinLab, lines: int = 25) -> str:
+    """`twin status` and the last lines of each host's log (warnings and lifecycle)."""
+    out = []
+    try:
+        doc = supervisor.status(lab.dir)
+        out.append(f"etcd {doc.get('etcd')}  VIP {doc.get('vip_holder')}")
+        out.append(f"nodes Ready: {doc.get('nodes')}")
+        for host, info in doc.get("hosts", {}).items():
+            out.append(f"host {host}: {info.get('state')} pid {info.get('pid')}")
+    except Exception as exc:  # the report must not fail on a broken twin
+        out.append(f"twin status failed: {exc}")
+    # Each API server's own view of the node heartbeats: tells a kubelet that stopped
+    # renewing from an API server that serves an old view.
+    out.append(f"node leases as each API server sees them, at {time.time():.1f}:")
+    for address in sorted(set(_api_servers(lab))):
+        url = f"http://{address}:6443/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:
+                items = json.load(resp)["items"]
+            seen = {
+                i["metadata"]["name"]: round(parse_micro(i["spec"].get("renewTime")), 1)
+                for i in items
+            }
+            out.append(f"  {address}: {seen}")
+        except Exception as exc:  # a host may be down
+            out.append(f"  {address}: {exc}")
+    for log in sorted((lab.dir / "hosts").glob("*/host.log")):
+        text = log.read_text(errors="replace").splitlines()
+        keep = [t for t in text if " INFO " in t or " WARNING " in t or " ERROR " in t]
+        out.append(f"--- {log.parent.name}: last {lines} of {len(keep)} log lines")
+        out.extend(keep[-lines:])
+    return "\n".join(out)
+
+
+def _api_servers(lab: TwinLab) -> list[str]:
+    """Each control-plane node's address: its etcd member's, where its API server listens."""
+    target = read_yaml(lab.dir / "target.yaml").data
+    return [urllib.parse.urlsplit(e).hostname or "" for e in target["etcd"]["endpoints"]]

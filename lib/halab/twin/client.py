@@ -14,6 +14,8 @@ import aiohttp
 
 log = logging.getLogger("halab.twin.client")
 
+WATCH_SILENCE_S = 15.0
+
 
 class ClientError(Exception):
     def __init__(self, status: int, body: dict[str, Any] | str) -> None:
@@ -81,7 +83,13 @@ class Client:
                     timeout=aiohttp.ClientTimeout(total=self.timeout),
                 ) as resp:
                     text = await resp.text()
-                    doc = json.loads(text) if text else {}
+                    try:
+                        doc = json.loads(text) if text else {}
+                    except ValueError:
+                        # Not an API server's answer (a server starting or stopping): as if
+                        # it had not answered, so the caller retries or fails over.
+                        last = ClientError(resp.status, text[:200])
+                        continue
                     if resp.status >= 400:
                         if resp.status in (503, 504):
                             last = ClientError(resp.status, doc)
@@ -115,13 +123,21 @@ class Client:
     async def watch(
         self, url: str, resource_version: str, params: dict[str, str] | None = None
     ) -> AsyncIterator[dict[str, Any]]:
+        """Watch events, bookmarks included. The server sends a bookmark each second or so
+        (on etcd's progress reports), so silence for WATCH_SILENCE_S means the watch broke
+        without closing (a frozen or cut-off server): it raises, and informers re-list."""
         session = await self.session()
-        query = {**(params or {}), "watch": "true", "resourceVersion": resource_version}
+        query = {
+            **(params or {}),
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+        }
         endpoint = self.endpoints[self._current]
         async with session.get(
             endpoint + url,
             params=query,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=None),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=WATCH_SILENCE_S),
         ) as resp:
             if resp.status != 200:
                 raise ClientError(resp.status, await resp.text())

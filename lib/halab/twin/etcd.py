@@ -32,6 +32,9 @@ class EtcdError(StepError):
     pass
 
 
+PROGRESS_NOTIFY_S = 1
+
+
 def etcd_binary() -> str:
     beside = Path(sys.executable).with_name("etcd")
     found = str(beside) if beside.exists() else shutil.which("etcd")
@@ -70,6 +73,10 @@ def member_command(member: EtcdSpec, initial_cluster: str, token: str = "halab-t
         "100",
         "--election-timeout",
         "1000",
+        # Watches hear from etcd at least this often, even when nothing changes: the API
+        # server's watch cache takes silence as a broken watch (see api/store.py).
+        "--experimental-watch-progress-notify-interval",
+        f"{PROGRESS_NOTIFY_S}s",
         "--log-level",
         "warn",
     ]

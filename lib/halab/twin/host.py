@@ -49,6 +49,7 @@ class Host:
         self.etcd: list[subprocess.Popen[bytes]] = []
         self.runners: list[web.AppRunner] = []
         self.tasks: list[asyncio.Task[None]] = []
+        self.clients: list[Client] = []
 
     def server_addresses(self) -> list[str]:
         return [f"http://{self.topology.nodes[n.name]}:{API_PORT}" for n in self.inv.servers]
@@ -85,11 +86,14 @@ class Host:
             self.inv.cluster.k3s_version,
             f"{address}:{API_PORT}",
         )
-        runner = web.AppRunner(api.app(), access_log=None)
+        # A watch whose client went away ends at once (as with Go's request contexts),
+        # rather than holding its subscription or etcd watch until its next event.
+        runner = web.AppRunner(api.app(), access_log=None, handler_cancellation=True)
         await runner.setup()
         await web.TCPSite(runner, address, API_PORT, reuse_address=True).start()
         self.runners.append(runner)
         local = Client([f"http://{address}:{API_PORT}"])
+        self.clients.append(local)
         self.tasks.append(asyncio.create_task(bootstrap(api)))
         vip = VipHolder(runner, str(self.topology.vip), API_PORT)
         vt = Timings(self.timings.vip_lease, self.timings.vip_renew, self.timings.vip_retry)
@@ -129,8 +133,10 @@ class Host:
         # A server's kubelet talks to its own API server; an agent balances over all of
         # them, as the k3s agent's client-side load balancer does.
         endpoints = [f"http://{address}:{API_PORT}"] if is_server else self.server_addresses()
+        client = Client(endpoints)
+        self.clients.append(client)
         kubelet = Kubelet(
-            Client(endpoints),
+            client,
             node,
             address,
             self.inv.cluster.k3s_version,
@@ -140,7 +146,9 @@ class Host:
             self.dir,
             self.timings.kubelet_heartbeat,
         )
-        runner = web.AppRunner(kubelet_app(kubelet.log_file), access_log=None)
+        runner = web.AppRunner(
+            kubelet_app(kubelet.log_file), access_log=None, handler_cancellation=True
+        )
         await runner.setup()
         await web.TCPSite(runner, str(address), KUBELET_PORT, reuse_address=True).start()
         self.runners.append(runner)
@@ -150,6 +158,8 @@ class Host:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        for client in self.clients:
+            await client.close()
         for runner in self.runners:
             await runner.cleanup()
         for proc in self.etcd:

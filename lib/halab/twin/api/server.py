@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,15 @@ def _json(doc: Any, status: int = 200) -> web.Response:
 
 def _wants_table(request: web.Request) -> bool:
     return "as=Table" in request.headers.get("Accept", "")
+
+
+def _bookmark(res: Resource, revision: int) -> bytes:
+    obj = {
+        "kind": res.kind,
+        "apiVersion": res.api_version,
+        "metadata": {"resourceVersion": str(revision)},
+    }
+    return json.dumps({"type": "BOOKMARK", "object": obj}).encode() + b"\n"
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -94,6 +104,7 @@ class ApiServer:
         app["namespaces"].cancel()
         if self._http is not None:
             await self._http.close()
+        await self.store.close()
 
     async def _follow_namespaces(self) -> None:
         """Keep Objects.namespaces (name -> terminating) from the watch cache."""
@@ -106,6 +117,8 @@ class ApiServer:
                     for i in items
                 }
                 async for change in self.watches.changes(prefix, rev + 1):
+                    if change.kind == "PROGRESS":
+                        continue
                     name = change.key.rsplit("/", 1)[-1]
                     if change.obj is None:
                         self.objects.namespaces.pop(name, None)
@@ -127,6 +140,8 @@ class ApiServer:
                 for item in items:
                     self.registry.add_crd(item.obj)
                 async for change in self.store.watch(CRD_PREFIX, rev + 1):
+                    if change.kind == "PROGRESS":
+                        continue
                     if change.obj is not None:
                         self.registry.add_crd(change.obj)
                     elif change.prev is not None:
@@ -341,14 +356,25 @@ class ApiServer:
             )
             await response.write(json.dumps({"type": kind, "object": body}).encode() + b"\n")
 
+        # Bookmarks (asked for by allowWatchBookmarks) carry the revision the watcher is
+        # complete up to; the twin sends one on each of etcd's progress reports, so a
+        # watcher also learns that its watch is alive when nothing changes.
+        # Changes the selector filters out count as progress too (at most one a second).
+        bookmarks = _flag(request, "allowWatchBookmarks") and not as_table
+        complete, sent = start - 1, time.monotonic()
         try:
             for obj in initial:
                 await send("ADDED", obj)
             async with asyncio.timeout(timeout):
                 async for change in self.watches.changes(res.prefix(ns), start):
-                    event = self._event(change, match)
+                    complete = max(complete, change.revision)
+                    event = None if change.kind == "PROGRESS" else self._event(change, match)
                     if event is not None:
                         await send(*event)
+                        sent = time.monotonic()
+                    elif bookmarks and (change.kind == "PROGRESS" or time.monotonic() - sent > 1.0):
+                        await response.write(_bookmark(res, complete))
+                        sent = time.monotonic()
         except TimeoutError:
             pass
         except ApiError as exc:

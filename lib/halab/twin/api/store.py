@@ -17,7 +17,11 @@ from typing import Any
 import aiohttp
 
 from halab.twin.api.status import ApiError
-from halab.twin.etcd import _b64, _unb64
+from halab.twin.etcd import PROGRESS_NOTIFY_S, _b64, _unb64
+
+# Silence on an etcd watch longer than this means it broke (etcd reports progress every
+# PROGRESS_NOTIFY_S seconds); generous, since a loaded machine delays those reports.
+WATCH_SILENCE_S = PROGRESS_NOTIFY_S * 10.0
 
 
 def prefix_end(prefix: str) -> str:
@@ -33,11 +37,15 @@ class Stored:
 
 @dataclass(frozen=True)
 class Change:
-    kind: str  # "PUT" or "DELETE"
+    kind: str  # "PUT", "DELETE", or "PROGRESS" (every change up to revision was sent)
     key: str
     obj: dict[str, Any] | None  # the new object (None when deleted)
     prev: dict[str, Any] | None  # the object before, when etcd kept it
     revision: int
+
+
+def progress(revision: int) -> Change:
+    return Change("PROGRESS", "", None, None, revision)
 
 
 def _decode(kv: dict[str, Any]) -> Stored:
@@ -171,13 +179,20 @@ class Store:
         return Stored(key, out, revision)
 
     async def watch(self, prefix: str, start_revision: int) -> AsyncIterator[Change]:
-        """Every change under prefix from start_revision on, until the caller stops."""
+        """Every change under prefix from start_revision on, until the caller stops, and a
+        PROGRESS change whenever etcd reports progress without a change.
+
+        etcd sends progress every PROGRESS_NOTIFY_S; silence for several times that is a
+        watch that broke without closing (a member frozen or cut off), and raises. The
+        hasleader header makes a member that lost its leader end the watch, as
+        kube-apiserver's etcd client asks, rather than leave it silently behind."""
         body = {
             "create_request": {
                 "key": _b64(prefix),
                 "range_end": _b64(prefix_end(prefix)),
                 "start_revision": str(start_revision),
                 "prev_kv": True,
+                "progress_notify": True,
             }
         }
         session = await self.session()
@@ -185,7 +200,8 @@ class Store:
             async with session.post(
                 f"{self.endpoint}/v3/watch",
                 json=body,
-                timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+                headers={"Grpc-Metadata-hasleader": "true"},
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=WATCH_SILENCE_S),
             ) as resp:
                 # The gateway sends one JSON document per line.
                 async for line in resp.content:
@@ -199,8 +215,15 @@ class Store:
                         raise ApiError(410, "too old resource version", "Expired")
                     if result.get("canceled"):
                         raise ApiError(503, f"etcd watch cancelled: {result.get('cancel_reason')}")
-                    for ev in result.get("events", []):
+                    events = result.get("events", [])
+                    for ev in events:
                         yield self._change(ev)
+                    if not events and not result.get("created") and "header" in result:
+                        yield progress(int(result["header"]["revision"]))
+        except TimeoutError:
+            raise ApiError(
+                503, f"etcd watch silent for {WATCH_SILENCE_S:.0f} s", "Timeout"
+            ) from None
         except aiohttp.ClientError as exc:
             raise ApiError(503, f"etcd watch broke: {exc}") from None
 

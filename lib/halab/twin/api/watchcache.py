@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
 from halab.twin.api.status import ApiError
-from halab.twin.api.store import Change, Store
+from halab.twin.api.store import Change, Store, progress
 
 log = logging.getLogger("halab.twin.watchcache")
 
@@ -52,6 +53,12 @@ class WatchCache:
                     self.last = rev
                     self.floor = rev + 1
                 async for change in self.store.watch(self.prefix, self.last + 1):
+                    if change.kind == "PROGRESS":
+                        # Nothing new up to here: tell the watchers (bookmarks), keep none.
+                        self.last = max(self.last, change.revision)
+                        for queue in self.subscribers:
+                            queue.put_nowait(change)
+                        continue
                     if len(self.recent) == self.recent.maxlen:
                         self.floor = self.recent[0].revision + 1
                     self.recent.append(change)
@@ -60,6 +67,11 @@ class WatchCache:
                         queue.put_nowait(change)
             except asyncio.CancelledError:
                 raise
+            except ApiError as exc:
+                log.debug("watch cache: %s", exc.message)
+                if exc.code == 410:  # compacted past what we hold: start afresh
+                    self.recent.clear()
+                    self.last = self.floor = 0
             except Exception as exc:  # etcd went away: end the watches, resume from last
                 log.debug("watch cache: %s", exc)
             for queue in self.subscribers:
@@ -67,6 +79,11 @@ class WatchCache:
             await asyncio.sleep(0.3)
 
     async def changes(self, prefix: str, start_revision: int) -> AsyncIterator[Change]:
+        """Changes under prefix from start_revision on, and PROGRESS marks between them."""
+        for _ in range(50):  # a client may list before the cache's own first list is done
+            if self.floor:
+                break
+            await asyncio.sleep(0.1)
         if not self.floor or start_revision < self.floor:
             async for change in self.store.watch(prefix, start_revision):
                 yield change
@@ -79,11 +96,23 @@ class WatchCache:
                 if change.revision >= start_revision and change.key.startswith(prefix):
                     replayed = change.revision
                     yield change
+            quiet_since = time.monotonic()
             while True:
                 live = await queue.get()
                 if live is None:
                     raise ApiError(503, "the API server's watch on etcd broke; watch again")
-                if live.revision > replayed and live.key.startswith(prefix):
+                if live.kind != "PROGRESS" and live.revision > replayed:
+                    if live.key.startswith(prefix):
+                        quiet_since = time.monotonic()
+                        yield live
+                        continue
+                    # etcd reports no progress while anything changes: a watcher whose
+                    # prefix stays quiet meanwhile hears of progress once a second.
+                    if time.monotonic() - quiet_since < 1.0:
+                        continue
+                    live = progress(live.revision)
+                if live.kind == "PROGRESS":
+                    quiet_since = time.monotonic()
                     yield live
         finally:
             with contextlib.suppress(KeyError):

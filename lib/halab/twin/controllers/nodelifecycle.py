@@ -5,6 +5,7 @@ eviction). A node that reports Ready again loses the taints."""
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 UNREACHABLE = "node.kubernetes.io/unreachable"
 NOT_READY = "node.kubernetes.io/not-ready"
 OURS = (UNREACHABLE, NOT_READY)
+
+log = logging.getLogger("halab.twin.controllers.nodelifecycle")
 
 
 def _seconds(stamp: str | None) -> float:
@@ -58,7 +61,9 @@ async def reconcile(cm: Manager) -> None:
     for node in cm.cache("nodes"):
         name = node["metadata"]["name"]
         status = ready_status(node)
-        if status != "Unknown" and time.time() - _last_heartbeat(cm, node) > grace:
+        silent = time.time() - _last_heartbeat(cm, node)
+        if status != "Unknown" and silent > grace:
+            log.info("node %s: no heartbeat for %.1f s, marking it Unknown", name, silent)
             node = await _mark_unknown(cm, node) or node
             status = "Unknown"
         await _sync_taints(cm, node, status)
@@ -120,6 +125,12 @@ async def _sync_taints(cm: Manager, node: dict[str, Any], status: str) -> None:
         await cm.client.patch(path("v1", "nodes", None, node["metadata"]["name"]), body)
     except ClientError:
         return
+    log.info(
+        "node %s (Ready %s): taints now %s",
+        node["metadata"]["name"],
+        status,
+        sorted(t["key"] + ":" + t["effect"] for t in keep) or "none",
+    )
 
 
 async def _mark_pods_not_ready(cm: Manager, pods: list[dict[str, Any]]) -> None:
@@ -177,6 +188,12 @@ async def _evict(cm: Manager) -> None:
             await cm.client.delete(path("v1", "pods", meta["namespace"], meta["name"]))
         except ClientError:
             continue
+        log.info(
+            "evicted pod %s/%s from node %s",
+            meta["namespace"],
+            meta["name"],
+            pod["spec"].get("nodeName"),
+        )
         await cm.event(
             pod,
             "TaintManagerEviction",

@@ -99,12 +99,22 @@ class Kubelet:
     async def heartbeat_loop(self) -> None:
         lease_url = path("coordination.k8s.io/v1", "leases", "kube-node-lease", self.name)
         last_status = 0.0
+        failing = False
         while True:
-            with contextlib.suppress(ClientError, OSError, TimeoutError):
+            try:
                 await self._renew(lease_url)
                 if time.monotonic() - last_status > self.heartbeat * 4 or await self._not_ready():
                     await self._post_ready()
                     last_status = time.monotonic()
+                if failing:
+                    log.info("%s: heartbeats go through again", self.name)
+                failing = False
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # whatever went wrong, a kubelet keeps heartbeating
+                if not failing:
+                    log.warning("%s: heartbeat failed, retrying: %s", self.name, exc)
+                failing = True
             await asyncio.sleep(self.heartbeat)
 
     async def _renew(self, url: str) -> None:
