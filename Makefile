@@ -10,7 +10,7 @@ STAMP := $(VENV)/.halab-installed
 # real sshd its tests talk to, Chromium to check that the benchmark report renders,
 # docker-compose (v1, no engine needed) to check rendered compose files against its schema,
 # bubblewrap to sandbox the twin's pod processes.
-APT_PACKAGES := ffmpeg openssh-client openssh-server chromium docker-compose bubblewrap
+APT_PACKAGES := ffmpeg openssh-client openssh-server chromium docker-compose bubblewrap etcd-server
 
 export PYTHONDONTWRITEBYTECODE := 1
 

@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 
 from halab.inventory import load_inventory
-from halab.twin.etcd import EtcdClient, EtcdError, EtcdProcess, etcd_binary, start_member
+from halab.twin.etcd import (
+    EtcdClient,
+    EtcdError,
+    EtcdProcess,
+    etcd_binary,
+    etcd_version,
+    start_member,
+)
 from halab.twin.topology import TwinTopology, twin_address
 
 from conftest import CLUSTER_YAML
@@ -139,6 +146,22 @@ def test_acknowledged_writes_survive_a_host_failing_under_load(cluster: Cluster,
         missing = [k for k, v in acked.items() if stored.get(k) != v]
         assert not problem, f"{member.name} did not answer: {problem}"
         assert not missing, f"{member.name} lost {len(missing)} of {len(acked)} acknowledged writes"
+    # Not only the acknowledged keys: every member holds the same history.
+    assert cluster.client.divergence() is None, cluster.client.divergence()
+
+
+def test_a_release_that_loses_consistency_when_killed_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "etcd"
+    fake.write_text('#!/bin/sh\necho "etcd Version: 3.5.1"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("HALAB_ETCD", str(fake))
+    with pytest.raises(EtcdError, match=r"3\.5\.1.*etcd-io/etcd#13766.*etcd-server"):
+        etcd_binary()
+    fake.write_text('#!/bin/sh\necho "etcd Version: 3.5.17"\n')
+    etcd_version.cache_clear()
+    assert etcd_binary() == str(fake)
 
 
 def test_two_hosts_down_refuses_writes_then_recovers(cluster: Cluster) -> None:

@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from halab.render.objects import hostname_affinity
 from halab.twin import supervisor
+from halab.twin.etcd import EtcdClient
 
 from twinlab import TwinLab, eventually
 
@@ -48,6 +49,10 @@ def _all_hosts_back(lab: TwinLab) -> Iterator[None]:
         60,
         "every node Ready again",
     )
+    # Each API server reads its own etcd member: after every failure they must agree.
+    etcd = EtcdClient(lab.etcd_endpoints(), timeout=5.0)
+    eventually(lambda: all(etcd.status(e) for e in etcd.endpoints), 30, "every member answers")
+    assert etcd.divergence() is None, etcd.divergence()
 
 
 def vip_holder(lab: TwinLab) -> str:

@@ -84,6 +84,10 @@ class TwinLab:
     def recover(self, host: str) -> None:
         supervisor.recover(self.dir, host)
 
+    def etcd_endpoints(self) -> list[str]:
+        endpoints: list[str] = read_yaml(self.dir / "target.yaml").data["etcd"]["endpoints"]
+        return endpoints
+
     def freeze(self, host: str, seconds: float) -> None:
         """Stop every process of the host for a while (SIGSTOP), then let it go on: a host
         that hangs rather than dies. Its sockets stay open meanwhile."""
@@ -146,5 +150,4 @@ def diagnostics(lab: TwinLab, lines: int = 25) -> str:
 
 def _api_servers(lab: TwinLab) -> list[str]:
     """Each control-plane node's address: its etcd member's, where its API server listens."""
-    target = read_yaml(lab.dir / "target.yaml").data
-    return [urllib.parse.urlsplit(e).hostname or "" for e in target["etcd"]["endpoints"]]
+    return [urllib.parse.urlsplit(e).hostname or "" for e in lab.etcd_endpoints()]

@@ -283,6 +283,8 @@ def _cmd_twin(args: argparse.Namespace) -> int:
         f"  etcd members {', '.join(etcd.get('members', []))}; "
         f"up {', '.join(etcd.get('up', [])) or 'none'}; leader {etcd.get('leader') or 'none'}"
     )
+    if etcd.get("divergence"):
+        print(f"  {etcd['divergence']}")
     print(f"  VIP {doc['vip']} held by {doc.get('vip_holder') or 'nobody'}")
     for node, ready in sorted((doc.get("nodes") or {}).items()):
         print(f"  node {node:10} {'Ready' if ready else 'NotReady'}")

