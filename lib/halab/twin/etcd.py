@@ -121,6 +121,8 @@ def member_command(member: EtcdSpec, initial_cluster: str, token: str = "halab-t
         # server's watch cache takes silence as a broken watch (see api/store.py).
         "--experimental-watch-progress-notify-interval",
         f"{PROGRESS_NOTIFY_S}s",
+        "--logger",  # 3.4's default logger ignores --log-level
+        "zap",
         "--log-level",
         "warn",
     ]
