@@ -357,9 +357,9 @@ class ApiServer:
             await response.write(json.dumps({"type": kind, "object": body}).encode() + b"\n")
 
         # Bookmarks (asked for by allowWatchBookmarks) carry the revision the watcher is
-        # complete up to; the twin sends one on each of etcd's progress reports, so a
-        # watcher also learns that its watch is alive when nothing changes.
-        # Changes the selector filters out count as progress too (at most one a second).
+        # complete up to: one on each of etcd's progress reports and, while only changes
+        # the selector filters out go by, one a second, so a watcher always hears that
+        # its watch is alive.
         bookmarks = _flag(request, "allowWatchBookmarks") and not as_table
         complete, sent = start - 1, time.monotonic()
         try:
