@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from halab.inventory import load_inventory
+from halab.kube import etcd_divergence
+from halab.target import EtcdAccess, Target
 from halab.twin.etcd import (
     EtcdClient,
     EtcdError,
@@ -176,3 +178,29 @@ def test_two_hosts_down_refuses_writes_then_recovers(cluster: Cluster) -> None:
     cluster.client.wait_healthy()
     assert cluster.client.get("/before") == "kept"
     assert cluster.client.put("/after", "ok") > revision
+
+
+def test_members_that_hold_different_data_are_named(cluster: Cluster, tmp_path: Path) -> None:
+    # A member that came back different cannot be made on purpose with a sound etcd; two
+    # clusters' members side by side disagree the same way, and are what it must catch.
+    other = Cluster(
+        TwinTopology.from_inventory(
+            load_inventory(CLUSTER_YAML), tmp_path / "other", IPv4Network("127.78.1.0/24")
+        )
+    )
+    other.start()
+    try:
+        other.client.wait_healthy()
+        cluster.client.put("/only/in/the/first", "a")
+        other.client.put("/only/in/the/second", "b")
+        whole = Target(kind="twin", etcd=EtcdAccess(endpoints=cluster.client.endpoints))
+        assert etcd_divergence(whole) is None
+        assert cluster.client.divergence() is None
+        stranger = other.client.endpoints[0]
+        mixed = Target(
+            kind="twin", etcd=EtcdAccess(endpoints=[cluster.client.endpoints[0], stranger])
+        )
+        found = etcd_divergence(mixed)
+        assert found is not None and "disagree" in found and stranger in found
+    finally:
+        other.stop()

@@ -37,7 +37,8 @@ def test_phase1_and_phase6_on_the_twin(twin: TwinLab, tmp_path: Path) -> None:
         statuses.update({c["id"]: c["status"] for c in doc["checks"]})
     assert all(s == "pass" for s in statuses.values()), statuses
     assert {"ready-k3s-w1", "labels-k3s-w2", "test-pod-k3s-w1", "etcd-quorum"} <= set(statuses)
-    assert {"api-survives-host-loss", "host-restored"} <= set(statuses)
+    assert {"api-survives-host-loss", "host-restored", "etcd-consistent-after"} <= set(statuses)
+    assert "etcd-consistent" in statuses
     assert (run_dir / "phase6.availability.png").exists()
     # Powered back on: every host runs again.
     assert set(supervisor.running_hosts(supervisor.TwinPaths(twin.dir))) == {

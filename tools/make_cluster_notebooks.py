@@ -79,13 +79,16 @@ PHASE6 = [
     new_code_cell('node_table(api) if api else "no target: nothing to show"'),
     new_markdown_cell(
         "## Control plane, etcd, VIP\n\netcd is asked through its own client endpoints "
-        "(the target's `etcd:`), so the leader comes from raft, not from a guess."
+        "(the target's `etcd:`), so the leader comes from raft, not from a guess. Each "
+        "member's own keys are compared too: a member that crashed can come back holding "
+        "other data than its peers (etcd 3.5.0-3.5.2) while it answers as healthy."
     ),
     new_code_cell("found, members = phase6.checks(ctx, api)\nev.add(*found)\nmembers"),
     new_markdown_cell(
         "## Pull a control-plane host's plug\n\n"
         "Skipped unless `allow_disruption=True`. The host chosen is the one whose node holds "
-        "the VIP, the worst case: the VIP has to move and etcd may lose its leader."
+        "the VIP, the worst case: the VIP has to move and etcd may lose its leader. Once it "
+        "is back, its etcd member must hold the same data as the others."
     ),
     new_code_cell("rehearsal = phase6.rehearse_failure(ctx, api)\nev.add(*rehearsal.checks)\nev"),
     new_code_cell(

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import pandas as pd
 
 from halab.errors import StepError
+from halab.etcd_agreement import all_keys_at, member_disagreement
 from halab.target import Target
 
 T = TypeVar("T")
@@ -92,10 +93,7 @@ def etcd_members(target: Target, timeout: float = 2.0) -> pd.DataFrame:
     """Members and the leader from etcd's JSON gateway, asked of every endpoint."""
     if not target.etcd.endpoints:
         raise ClusterError("the target lists no etcd endpoints (etcd: {endpoints: [...]})")
-    context = None
-    if target.etcd.cert_file:
-        context = ssl.create_default_context(cafile=target.etcd.ca_file or None)
-        context.load_cert_chain(target.etcd.cert_file, target.etcd.key_file or None)
+    context = _etcd_tls(target)
     members: dict[str, str] = {}
     leader_ids: set[str] = set()
     answered: dict[str, bool] = {}
@@ -120,12 +118,42 @@ def etcd_members(target: Target, timeout: float = 2.0) -> pd.DataFrame:
     ).set_index("member")
 
 
+def _etcd_tls(target: Target) -> ssl.SSLContext | None:
+    if not target.etcd.cert_file:
+        return None
+    context = ssl.create_default_context(cafile=target.etcd.ca_file or None)
+    context.load_cert_chain(target.etcd.cert_file, target.etcd.key_file or None)
+    return context
+
+
+def etcd_divergence(target: Target, timeout: float = 5.0) -> str | None:
+    """None when the members hold the same data; else which differ (halab.etcd_agreement)."""
+    context = _etcd_tls(target)
+    revisions = {
+        e: int(_post(e, "maintenance/status", timeout, context)["header"]["revision"])
+        for e in target.etcd.endpoints
+    }
+    common = min(revisions.values())
+    states = {
+        e: [
+            (kv["key"], kv["mod_revision"])
+            for kv in _post(e, "kv/range", timeout, context, all_keys_at(common)).get("kvs", [])
+        ]
+        for e in target.etcd.endpoints
+    }
+    return member_disagreement(revisions, states, common)
+
+
 def _post(
-    endpoint: str, path: str, timeout: float, context: ssl.SSLContext | None
+    endpoint: str,
+    path: str,
+    timeout: float,
+    context: ssl.SSLContext | None,
+    body: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     request = urllib.request.Request(
         f"{endpoint}/v3/{path}",
-        data=b"{}",
+        data=json.dumps(body or {}).encode(),
         method="POST",
         headers={"Content-Type": "application/json"},
     )

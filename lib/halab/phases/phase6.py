@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from halab.context import Context
 from halab.evidence import Check
-from halab.kube import etcd_members, lease_holder, server_url, wait_for
+from halab.kube import etcd_divergence, etcd_members, lease_holder, server_url, wait_for
 from halab.phases.cluster_checks import no_target
 from halab.power import PowerSwitch
 
@@ -34,6 +34,7 @@ def checks(ctx: Context, api: Any) -> tuple[list[Check], pd.DataFrame]:
         return [
             no_target("control-plane-3", "Three control-plane nodes are Ready"),
             no_target("etcd-quorum", "etcd has three members and one leader"),
+            no_target(CONSISTENT, CONSISTENT_TITLE),
             no_target("api-via-vip", "The API answers through the VIP"),
         ], pd.DataFrame()
     found = [
@@ -51,6 +52,7 @@ def checks(ctx: Context, api: Any) -> tuple[list[Check], pd.DataFrame]:
         found.append(
             Check("etcd-quorum", "etcd has three members and one leader", "fail", str(exc))
         )
+    found.append(_guarded(CONSISTENT, CONSISTENT_TITLE, lambda: check_consistent(ctx)))
     found.append(
         _guarded("api-via-vip", "The API answers through the VIP", lambda: check_vip(ctx, api))
     )
@@ -100,6 +102,18 @@ def check_etcd(ctx: Context) -> tuple[Check, pd.DataFrame]:
     return Check(
         "etcd-quorum", "etcd has three members and one leader", "pass" if ok else "fail", detail
     ), members
+
+
+CONSISTENT = "etcd-consistent"
+CONSISTENT_TITLE = "Every etcd member holds the same data"
+
+
+def check_consistent(ctx: Context, cid: str = CONSISTENT) -> Check:
+    """Each member's own keys and their last-write revisions, compared at one revision."""
+    assert ctx.target is not None
+    found = etcd_divergence(ctx.target)
+    detail = found or f"{len(ctx.target.etcd.endpoints)} members agree key for key"
+    return Check(cid, CONSISTENT_TITLE, "fail" if found else "pass", detail)
 
 
 def check_vip(ctx: Context, api: Any) -> Check:
@@ -219,6 +233,17 @@ def rehearse_failure(ctx: Context, api: Any, settle_timeout: float = 240) -> Reh
         time.sleep(1.0)  # a little after, for the picture
         probe.stop.set()
         worker.join(2)
+    # The member that was just killed is the one that could have come back different.
+    # (wait_for retries while a member does not answer; a disagreement ends it at once.)
+    checks.append(
+        _guarded(
+            f"{CONSISTENT}-after",
+            CONSISTENT_TITLE,
+            lambda: wait_for(
+                lambda: check_consistent(ctx, f"{CONSISTENT}-after"), 60, "every member answers"
+            ),
+        )
+    )
     timeline = pd.DataFrame([{"seconds": t - pulled, "api_up": ok} for t, ok in probe.samples])
     return Rehearsal(checks, timeline, host, events)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from halab.errors import StepError
+from halab.etcd_agreement import all_keys_at, member_disagreement
 from halab.twin.topology import EtcdSpec
 
 
@@ -210,17 +211,7 @@ class EtcdClient:
         """(key, mod_revision) of every key as the member at `endpoint` holds them at
         `revision`, read from that member alone: members that agree give equal lists (the
         revision of each key's last write pins its history without the values)."""
-        doc = self._call(
-            "kv/range",
-            {
-                "key": _b64("\0"),
-                "range_end": _b64("\0"),  # with key "\0": every key
-                "revision": str(revision),
-                "serializable": True,
-                "keys_only": True,
-            },
-            endpoints=[endpoint],
-        )
+        doc = self._call("kv/range", all_keys_at(revision), endpoints=[endpoint])
         return [(kv["key"], kv["mod_revision"]) for kv in doc.get("kvs", [])]
 
     def divergence(self) -> str | None:
@@ -229,12 +220,7 @@ class EtcdClient:
         revisions = {e: int(self.status(e)["header"]["revision"]) for e in self.endpoints}
         common = min(revisions.values())
         states = {e: self.local_state(e, common) for e in self.endpoints}
-        reference = states[self.endpoints[0]]
-        differ = [e for e, state in states.items() if state != reference]
-        if not differ:
-            return None
-        held = [f"{e} holds {len(states[e])} keys (now at {revisions[e]})" for e in states]
-        return f"etcd members disagree at revision {common}: {', '.join(held)}"
+        return member_disagreement(revisions, states, common)
 
     def members(self) -> list[dict[str, Any]]:
         members: list[dict[str, Any]] = self._call("cluster/member/list", {})["members"]
