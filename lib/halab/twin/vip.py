@@ -34,6 +34,7 @@ class VipHolder:
             try:
                 await site.start()
             except OSError as exc:
+                await site.stop()  # unregisters it from the runner: it never started
                 if waited == 5.0:
                     log.warning("the VIP %s:%s is still taken: %s", self.address, self.port, exc)
                 await asyncio.sleep(0.1)
