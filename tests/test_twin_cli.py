@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
+
+from halab.twin.kubelet.runtime import sandbox_command
 
 from helpers import halab_cli
 from twinlab import TwinLab, eventually
@@ -54,7 +57,15 @@ def test_status_up_again_fail_recover(twin: TwinLab) -> None:
 
 
 def test_down_leaves_nothing_and_up_starts_again(twin: TwinLab) -> None:
+    # A pod sandbox that missed its host's death (started as the host went down): one
+    # made here, in a session of its own, parented by no host at all.
+    stray = subprocess.Popen(
+        sandbox_command(["sleep", "600"], {}, "/", str(twin.dir)),
+        start_new_session=True,
+        env={"HALAB_TWIN": str(twin.dir), "PATH": "/usr/bin:/bin"},
+    )
     code, out, _ = twin_cli(twin, "down")
+    assert stray.wait(10) == -9  # down found it by the twin's directory and killed it
     assert code == 0 and "proxmox" in out
     assert processes_of(twin.dir) == []  # hosts, etcd members and pod processes
     code, out, _ = twin_cli(twin, "status")

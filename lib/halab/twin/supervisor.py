@@ -299,9 +299,38 @@ def down(directory: Path) -> list[str]:
             _kill(pid, signal.SIGKILL)
         info["state"] = "down"
         info["pid"] = None
+    _kill_sandboxes(directory.resolve())
     if state:
         _write_state(paths, state)
     return stopped
+
+
+def _sandboxes(directory: Path) -> list[int]:
+    """Pod processes of this twin still running: their bubblewrap sandboxes name the
+    twin's directory on their command line."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"bwrap") and any(str(directory).encode() in a for a in argv):
+            found.append(int(proc.name))
+    return found
+
+
+def _kill_sandboxes(directory: Path) -> None:
+    # Pods run in sessions of their own and die with their host through bubblewrap's
+    # --die-with-parent; a sandbox started as its host went down can miss that, so down
+    # makes sure. Killing the sandbox kills everything in its PID namespace.
+    for pid in _sandboxes(directory):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    while _sandboxes(directory) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _host(paths: TwinPaths, host: str) -> tuple[dict[str, Any], dict[str, Any]]:
