@@ -128,7 +128,12 @@ def diagnostics(lab: TwinLab, lines: int = 25) -> str:
     # Each API server's own view of the node heartbeats: tells a kubelet that stopped
     # renewing from an API server that serves an old view.
     out.append(f"node leases as each API server sees them, at {time.time():.1f}:")
-    for address in sorted(set(_api_servers(lab))):
+    servers: list[str] = []
+    try:
+        servers = sorted(set(_api_servers(lab)))
+    except Exception as exc:  # no target file: the twin never came up
+        out.append(f"  no API servers known: {exc}")
+    for address in servers:
         url = f"http://{address}:6443/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
         try:
             with urllib.request.urlopen(url, timeout=3) as resp:
