@@ -149,7 +149,8 @@ def test_acknowledged_writes_survive_a_host_failing_under_load(cluster: Cluster,
         assert not problem, f"{member.name} did not answer: {problem}"
         assert not missing, f"{member.name} lost {len(missing)} of {len(acked)} acknowledged writes"
     # Not only the acknowledged keys: every member holds the same history.
-    assert cluster.client.divergence() is None, cluster.client.divergence()
+    found = cluster.client.divergence()
+    assert found is None, found
 
 
 def test_a_release_that_loses_consistency_when_killed_is_refused(

@@ -52,7 +52,8 @@ def _all_hosts_back(lab: TwinLab) -> Iterator[None]:
     # Each API server reads its own etcd member: after every failure they must agree.
     etcd = EtcdClient(lab.etcd_endpoints(), timeout=5.0)
     eventually(lambda: all(etcd.status(e) for e in etcd.endpoints), 30, "every member answers")
-    assert etcd.divergence() is None, etcd.divergence()
+    found = etcd.divergence()
+    assert found is None, found
 
 
 def vip_holder(lab: TwinLab) -> str:

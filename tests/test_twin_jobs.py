@@ -16,7 +16,7 @@ from halab.transcode.jobs import LABEL
 from halab.transcode.runners import TranscodeError, have_local_ffmpeg
 from halab.transcode.workers import runners_for
 
-from twinlab import TwinLab
+from twinlab import TwinLab, eventually
 
 pytestmark = [
     pytest.mark.twin,
@@ -82,7 +82,6 @@ def test_own_files_need_the_claim(twin: TwinLab, tmp_path: Path) -> None:
 def test_kill_tagged_stops_a_streaming_job(twin: TwinLab) -> None:
     import subprocess
 
-    from halab.kube import wait_for
     from halab.transcode.harness import new_tag
 
     target = load_target(twin.dir / "target.yaml")
@@ -96,7 +95,7 @@ def test_kill_tagged_stops_a_streaming_job(twin: TwinLab) -> None:
         return ps.returncode == 0
 
     try:
-        wait_for(lambda: any(line == "start" for _, line in stream.lines), 60, "the job's output")
+        eventually(lambda: any(line == "start" for _, line in stream.lines), 60, "the job's output")
         assert sleeping()
         runner.kill_tagged(tag)
         api = api_client(target)
@@ -105,7 +104,7 @@ def test_kill_tagged_stops_a_streaming_job(twin: TwinLab) -> None:
         )
         assert pods.items == []
         # And its process is gone from this machine: the kubelet stopped it.
-        wait_for(lambda: not sleeping(), 20, "the pod's process ends")
+        eventually(lambda: not sleeping(), 20, "the pod's process ends")
     finally:
         stream.stop()
         runner.close()

@@ -31,6 +31,7 @@ class WatchCache:
         self.floor = 0  # every change with revision >= floor is in `recent` (0: not running)
         self.last = 0
         self.subscribers: set[asyncio.Queue[Change | None]] = set()
+        self.started = asyncio.Event()  # set while floor is known
         # (kind, id(obj)) -> (obj, bytes); holding obj keeps its id from being reused.
         self._encoded: dict[tuple[str, int], tuple[dict[str, Any], bytes]] = {}
 
@@ -52,6 +53,7 @@ class WatchCache:
                     _, rev, _ = await self.store.list("/halab/watch-cache-probe/")
                     self.last = rev
                     self.floor = rev + 1
+                    self.started.set()
                 async for change in self.store.watch(self.prefix, self.last + 1):
                     if change.kind == "PROGRESS":
                         # Nothing new up to here: tell the watchers (bookmarks), keep none.
@@ -72,6 +74,7 @@ class WatchCache:
                 if exc.code == 410:  # compacted past what we hold: start afresh
                     self.recent.clear()
                     self.last = self.floor = 0
+                    self.started.clear()
             except Exception as exc:  # etcd went away: end the watches, resume from last
                 log.debug("watch cache: %s", exc)
             for queue in self.subscribers:
@@ -80,10 +83,9 @@ class WatchCache:
 
     async def changes(self, prefix: str, start_revision: int) -> AsyncIterator[Change]:
         """Changes under prefix from start_revision on, and PROGRESS marks between them."""
-        for _ in range(50):  # a client may list before the cache's own first list is done
-            if self.floor:
-                break
-            await asyncio.sleep(0.1)
+        # A client may list before the cache's own first list is done: wait for it a while.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.started.wait(), 5.0)
         if not self.floor or start_revision < self.floor:
             async for change in self.store.watch(prefix, start_revision):
                 yield change

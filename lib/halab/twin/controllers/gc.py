@@ -8,8 +8,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from halab.twin.client import ClientError, path
+from halab.twin.controllers.leader import parse_micro
 from halab.twin.controllers.manager import WATCHED
-from halab.twin.controllers.nodelifecycle import _seconds
 
 if TYPE_CHECKING:
     from halab.twin.controllers.manager import Manager
@@ -90,7 +90,7 @@ async def finish_namespaces(cm: Manager) -> None:
     again, which empties and removes it: the namespace controller's retry."""
     for ns in cm.cache("namespaces"):
         stamp = ns["metadata"].get("deletionTimestamp")
-        if stamp and time.time() - _seconds(stamp) > 5:
+        if stamp and time.time() - parse_micro(stamp) > 5:
             try:
                 await cm.client.delete(path("v1", "namespaces", None, ns["metadata"]["name"]))
             except ClientError:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from halab.twin.api.admission import now
@@ -26,14 +25,6 @@ OURS = (UNREACHABLE, NOT_READY)
 log = logging.getLogger("halab.twin.controllers.nodelifecycle")
 
 
-def _seconds(stamp: str | None) -> float:
-    if not stamp:
-        return 0.0
-    if "." in stamp:
-        return parse_micro(stamp)
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-
-
 def ready_status(node: dict[str, Any]) -> str:
     for cond in node.get("status", {}).get("conditions") or []:
         if cond.get("type") == "Ready":
@@ -44,10 +35,10 @@ def ready_status(node: dict[str, Any]) -> str:
 def _last_heartbeat(cm: Manager, node: dict[str, Any]) -> float:
     name = node["metadata"]["name"]
     lease = cm.get("leases", "kube-node-lease", name)
-    beats = [_seconds((lease or {}).get("spec", {}).get("renewTime"))]
+    beats = [parse_micro((lease or {}).get("spec", {}).get("renewTime"))]
     for cond in node.get("status", {}).get("conditions") or []:
         if cond.get("type") == "Ready":
-            beats.append(_seconds(cond.get("lastHeartbeatTime")))
+            beats.append(parse_micro(cond.get("lastHeartbeatTime")))
     # A newly elected controller manager gives every node a full grace period first.
     first = cm.first_seen.setdefault(name, time.time())
     return max([*beats, first])
@@ -165,7 +156,7 @@ def eviction_due(pod: dict[str, Any], taints: list[dict[str, Any]], at: float) -
             t["tolerationSeconds"] for t in matching if t.get("tolerationSeconds") is not None
         ]
         # Tolerated for good unless every matching toleration has a time limit.
-        expired = at - _seconds(taint.get("timeAdded")) >= max(min(limits, default=0), 0)
+        expired = at - parse_micro(taint.get("timeAdded")) >= max(min(limits, default=0), 0)
         if limits and len(limits) == len(matching) and expired:
             return True
     return False
