@@ -15,6 +15,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,8 +37,12 @@ TUNED = {
 T = TypeVar("T")
 
 
-def tuned_inventory(path: Path) -> Path:
-    data: dict[str, Any] = copy.deepcopy(read_yaml(ROOT / "params" / "cluster.yaml").data)
+OTHER_SHAPE = ROOT / "tests" / "data" / "other-shape.yaml"
+OTHER_NETWORK = IPv4Network("127.78.0.0/24")  # beside the session's twin on 127.77.0.0/24
+
+
+def tuned_inventory(path: Path, source: Path = ROOT / "params" / "cluster.yaml") -> Path:
+    data: dict[str, Any] = copy.deepcopy(read_yaml(source).data)
     data["cluster"]["timing"] = copy.deepcopy(TUNED)
     return write_yaml(path, data)
 
@@ -99,10 +104,14 @@ class TwinLab:
             os.killpg(pid, signal.SIGCONT)
 
 
-def start(directory: Path) -> TwinLab:
+def start(
+    directory: Path,
+    source: Path = ROOT / "params" / "cluster.yaml",
+    network: IPv4Network = supervisor.TWIN_NETWORK,
+) -> TwinLab:
     directory.mkdir(parents=True, exist_ok=True)
-    inventory = tuned_inventory(directory / "cluster.yaml")
-    supervisor.up(inventory, directory / "twin", timeout=120)
+    inventory = tuned_inventory(directory / source.name, source)
+    supervisor.up(inventory, directory / "twin", timeout=120, network=network)
     return TwinLab(directory / "twin", inventory)
 
 

@@ -21,9 +21,12 @@ run_dir = "outputs/runs/interactive"'''
 PHASE1 = [
     new_markdown_cell(
         "# Phase 1: worker nodes\n\n"
-        "The plan's *Phase 1: Worker Node Infrastructure*: k3s-w1 on Proxmox and k3s-w2 on "
-        "Unraid joined to the cluster, labelled `role=primary` and `role=backup`, and able to "
-        "run pods.\n\nEvery check reads the live cluster named by the target: the twin "
+        "The plan's *Phase 1: Worker Node Infrastructure*: the workers created, joined to the "
+        "cluster, labelled (the plan's k3s-w1 `role=primary` on Proxmox and k3s-w2 "
+        "`role=backup` on Unraid), and able to run pods.\n\n"
+        "Which nodes this phase brings in, and the labels and taints each should carry, come "
+        "from the inventory's `rollout:` and `nodes:`, so the notebook checks your cluster as "
+        "you describe it. Every check reads the live cluster named by the target: the twin "
         "(`halab twin up`) or yours."
     ),
     new_code_cell(PARAMS, metadata={"tags": ["parameters"]}),
@@ -37,32 +40,48 @@ PHASE1 = [
         "api = api_client(ctx.target) if ctx.target else None  # None: live checks are skipped\n"
         "ctx.summary()"
     ),
+    new_markdown_cell(
+        "## What this phase brings in\n\nThe nodes the rollout adds in phase 1, with what "
+        "the inventory says they carry."
+    ),
+    new_code_cell("phase1.scope(ctx)"),
+    new_markdown_cell(
+        "## Label the nodes\n\nThe plan's step *Label nodes*: every label the inventory "
+        "gives these nodes that they do not carry yet is set through the API (labels given "
+        "at registration normally are there already). Run it again and it changes nothing."
+    ),
+    new_code_cell(
+        "from halab.changes import changes_table\n\n"
+        "changes_table(phase1.label_nodes(ctx, api))"
+    ),
     new_markdown_cell("## Nodes\n\nWhat `kubectl get nodes` shows, as a table."),
     new_code_cell('node_table(api) if api else "no target: nothing to show"'),
     new_markdown_cell(
-        "## Ready and labelled\n\nBoth workers Ready, with the labels the inventory gives "
-        "them (registration labels and those set through the API). A missing label comes "
-        "with the `kubectl label` command that sets it."
+        "## Ready, labelled and tainted\n\nEach node Ready, with the labels the inventory "
+        "gives it (registration labels and those set through the API) and its taints. A "
+        "missing label or taint comes with the `kubectl` command that sets it."
     ),
     new_code_cell("ev.add(*phase1.check_ready(ctx, api), *phase1.check_labels(ctx, api))\nev"),
     new_markdown_cell(
-        "## A test pod on each worker\n\nA pod per worker, placed by the scheduler through a "
-        "node selector, runs to completion and writes its node's name to its log; it is "
-        "deleted afterwards."
+        "## A test pod on each node\n\nA pod per node, placed by the scheduler through a "
+        "node selector (and tolerating the node's own taints), runs to completion and writes "
+        "its node's name to its log; it is deleted afterwards. A node that is missing or not "
+        "Ready fails here at once rather than after a wait."
     ),
-    new_code_cell("ev.add(*phase1.check_test_pods(api))\nev"),
+    new_code_cell("ev.add(*phase1.check_test_pods(ctx, api))\nev"),
     new_code_cell("evidence.finish(ev)"),
 ]
 
 PHASE6 = [
     new_markdown_cell(
         "# Phase 6: control-plane HA\n\n"
-        "The plan's *Phase 6: Control Plane HA*: three control-plane nodes (cp1 on Proxmox, "
-        "cp2 on Unraid, cp3 on the Pi), three etcd members with a leader, the API reachable "
-        "through the kube-vip VIP.\n\n"
-        "With `allow_disruption=True` the notebook also pulls the plug on the host whose node "
-        "holds the VIP (through the target's power commands), watches the API through the "
-        "VIP, and always powers the host back on."
+        "The plan's *Phase 6: Control Plane HA*: the new control-plane nodes joined through "
+        "the kube-vip VIP (the plan's cp2 on Unraid and cp3 on the Pi, beside cp1), an etcd "
+        "member per server with one leader, the API reachable through the VIP.\n\n"
+        "The control plane expected here is every server the inventory's rollout has brought "
+        "in by phase 6. With `allow_disruption=True` the notebook also pulls the plug on the "
+        "host whose node holds the VIP (through the target's power commands), watches the API "
+        "through the VIP, and always powers the host back on."
     ),
     new_code_cell(PARAMS + "\nallow_disruption = False", metadata={"tags": ["parameters"]}),
     new_code_cell(
@@ -76,6 +95,11 @@ PHASE6 = [
         "api = api_client(ctx.target) if ctx.target else None  # None: live checks are skipped\n"
         "ctx.summary()"
     ),
+    new_markdown_cell(
+        "## The control plane after phase 6\n\nThe servers the rollout has brought in by "
+        "now, and the quorum they give: how many etcd members, how many must answer."
+    ),
+    new_code_cell("phase6.scope(ctx)"),
     new_code_cell('node_table(api) if api else "no target: nothing to show"'),
     new_markdown_cell(
         "## Control plane, etcd, VIP\n\netcd is asked through its own client endpoints "
@@ -87,7 +111,8 @@ PHASE6 = [
     new_markdown_cell(
         "## Pull a control-plane host's plug\n\n"
         "Skipped unless `allow_disruption=True`. The host chosen is the one whose node holds "
-        "the VIP, the worst case: the VIP has to move and etcd may lose its leader. Once it "
+        "the VIP, the worst case: the VIP has to move and etcd may lose its leader; where the "
+        "planner says the API would not survive that host, the plug is not pulled. Once it "
         "is back, its etcd member must hold the same data as the others."
     ),
     new_code_cell("rehearsal = phase6.rehearse_failure(ctx, api)\nev.add(*rehearsal.checks)\nev"),

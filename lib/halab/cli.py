@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from ipaddress import IPv4Network
 from pathlib import Path
 
 from halab.errors import HalabError
@@ -230,6 +231,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _twin_network(text: str) -> IPv4Network:
+    from halab.twin.topology import parse_twin_network
+
+    try:
+        return parse_twin_network(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _cmd_twin(args: argparse.Namespace) -> int:
     import json
 
@@ -243,6 +253,7 @@ def _cmd_twin(args: argparse.Namespace) -> int:
             directory,
             timeout=args.timeout,
             say=lambda line: print(f"twin: {line}", file=sys.stderr, flush=True),
+            network=args.network,
         )
         paths = supervisor.TwinPaths(directory)
         if not started:
@@ -391,6 +402,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tu.add_argument("inventory", nargs="?", default="params/cluster.yaml")
     tu.add_argument("--timeout", type=float, default=120.0)
+    tu.add_argument(
+        "--network",
+        type=_twin_network,
+        default="127.77.0.0/24",
+        help="the loopback /24 it runs on (default 127.77.0.0/24; another for a second twin)",
+    )
     td = tsub.add_parser("down", help="stop everything it started")
     ts = tsub.add_parser("status", help="hosts, etcd members and leader, VIP holder, nodes")
     ts.add_argument("--json", action="store_true")

@@ -20,6 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from halab.errors import CheckFailed
+from halab.explain import explain
 
 Status = Literal["pass", "fail", "warn", "skip"]
 STATUSES: tuple[Status, ...] = ("pass", "fail", "warn", "skip")
@@ -40,6 +41,37 @@ class Check:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"check {self.id}: status {self.status!r} is not one of {STATUSES}")
+
+
+def timed(
+    id: str, title: str, fn: Callable[[], Check | tuple[Status, str]], required: bool = True
+) -> Check:
+    """Run one check function and record how long it took; an exception is a failed check
+    whose detail says what went wrong (halab.explain), not a crash."""
+    start = time.perf_counter()
+    try:
+        result = fn()
+        if isinstance(result, Check):
+            check = result
+        else:
+            status, detail = result
+            check = Check(id, title, status, detail, required=required)
+    except Exception as exc:  # a check that raises has failed; say why and go on
+        from halab.errors import HalabError
+
+        detail = explain(exc)
+        if not isinstance(exc, HalabError | OSError) and not _is_client_error(exc):
+            # A bug rather than a cluster's answer: where it happened helps the report.
+            last = traceback.extract_tb(exc.__traceback__)[-1:]
+            detail += f" at {last[0].filename}:{last[0].lineno}" if last else ""
+        check = Check(id, title, "fail", detail, required=required)
+    check.seconds = round(time.perf_counter() - start, 6)
+    return check
+
+
+def _is_client_error(exc: Exception) -> bool:
+    module = type(exc).__module__
+    return module.startswith(("kubernetes.", "urllib3."))
 
 
 @dataclass(frozen=True)
@@ -69,22 +101,8 @@ class Evidence:
         fn: Callable[[], Check | tuple[Status, str]],
         required: bool = True,
     ) -> Check:
-        """Run one check function, timing it; an exception is a failed check, not a crash."""
-        start = time.perf_counter()
-        try:
-            result = fn()
-            if isinstance(result, Check):
-                check = result
-            else:
-                status, detail = result
-                check = Check(id, title, status, detail, required=required)
-        except Exception as exc:  # a check that raises has failed; say why and go on
-            last = traceback.extract_tb(exc.__traceback__)[-1:]
-            where = f" at {last[0].filename}:{last[0].lineno}" if last else ""
-            check = Check(
-                id, title, "fail", f"{type(exc).__name__}: {exc}{where}", required=required
-            )
-        check.seconds = round(time.perf_counter() - start, 3)
+        """Run one check function, timing it, and record it."""
+        check = timed(id, title, fn, required)
         self.checks.append(check)
         return check
 

@@ -171,14 +171,15 @@ def _describe(error: Any, path: PathKey) -> tuple[str, str]:
     if kind == "value_error":
         message = str(error.get("msg", "")).removeprefix("Value error, ")
         return message, ""
-    if kind in (
-        "too_short",
-        "too_long",
-        "greater_than",
-        "greater_than_equal",
-        "less_than",
-        "less_than_equal",
-    ):
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        low, high = _bounds(path)
+        if low is not None and high is not None:
+            return (
+                f"{value!r} is outside the plausible range {low}-{high}",
+                f"write a value from {low} to {high} (check the unit and the digits)",
+            )
+        return f"{value!r}: {error['msg'].lower()}", ""
+    if kind in ("too_short", "too_long"):
         return f"{value!r}: {error['msg'].lower()}", ""
     return f"{value!r}: {error['msg']}", ""
 
@@ -196,8 +197,31 @@ def _kind(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
+def _bounds(path: PathKey) -> tuple[float | None, float | None]:
+    """The lower and upper limits the model sets on the field at `path`."""
+    if not path or not isinstance(path[-1], str):
+        return None, None
+    model = _unwrap(_annotation_at(path[:-1]))
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None, None
+    field = model.model_fields.get(path[-1])
+    low = high = None
+    for item in field.metadata if field else []:
+        low = getattr(item, "ge", getattr(item, "gt", low))
+        high = getattr(item, "le", getattr(item, "lt", high))
+    return low, high
+
+
 def _fields_at(path: PathKey) -> list[str]:
     """The keys the model accepts at `path` (for did-you-mean)."""
+    annotation = _unwrap(_annotation_at(path))
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return list(annotation.model_fields)
+    return []
+
+
+def _annotation_at(path: PathKey) -> Any:
+    """The type the model expects at `path`, or None where it expects nothing."""
     annotation: Any = Inventory
     for part in path:
         annotation = _unwrap(annotation)
@@ -210,11 +234,8 @@ def _fields_at(path: PathKey) -> list[str]:
         elif typing.get_origin(annotation) is dict:
             annotation = typing.get_args(annotation)[1]
         else:
-            return []
-    annotation = _unwrap(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return list(annotation.model_fields)
-    return []
+            return None
+    return annotation
 
 
 def _unwrap(annotation: Any) -> Any:

@@ -86,9 +86,17 @@ class Taint(Strict):
         )
 
 
+# Plausible ranges: a number far outside them is a typo (an extra digit, GiB for MiB) that
+# would otherwise flow into the capacity figures. Generous on purpose: a home lab can be big.
+MAX_CORES = 1024
+MAX_MEMORY_GIB = 16384  # 16 TiB
+MAX_DISK_GIB = 1048576  # 1 PiB
+MAX_TIMING_S = 86400  # a day
+
+
 class SeaweedRoles(Strict):
     master: bool = False
-    volume_gib: int = Field(default=0, ge=0)
+    volume_gib: int = Field(default=0, ge=0, le=MAX_DISK_GIB)
     filer: bool = False
 
 
@@ -98,9 +106,9 @@ class Node(Strict):
     kind: NodeKind
     address: IPv4Address
     arch: Arch = "amd64"
-    cpu: int = Field(ge=1)
-    memory_gib: float = Field(gt=0)
-    os_disk_gib: int = Field(ge=1)
+    cpu: int = Field(ge=1, le=MAX_CORES)
+    memory_gib: float = Field(gt=0, le=MAX_MEMORY_GIB)
+    os_disk_gib: int = Field(ge=1, le=MAX_DISK_GIB)
     os: str = "ubuntu-22.04"
     k3s_role: K3sRole
     labels: dict[str, str] = Field(default_factory=dict)  # set at registration (--node-label)
@@ -119,7 +127,7 @@ class BgpPeer(Strict):
     my_asn: int = Field(ge=1, le=4294967295)
     peer_asn: int = Field(ge=1, le=4294967295)
     peer_address: IPv4Address
-    hold_time_s: int | None = Field(default=None, ge=0)
+    hold_time_s: int | None = Field(default=None, ge=0, le=65535)  # BGP's own limit
 
 
 class MetalLB(Strict):
@@ -189,7 +197,8 @@ class SeaweedFS(Strict):
     replication: str
     racks: RackLayout = "single"
     target: SeaweedLayout | None = None
-    volume_size_limit_mb: int = Field(default=30720, ge=1)
+    # 30 GiB is the most a normal SeaweedFS build takes (8000 GiB only for _large_disk builds).
+    volume_size_limit_mb: int = Field(default=30720, ge=1, le=8000 * 1024)
 
     _code = field_validator("replication", mode="before")(_quoted_code)
 
@@ -204,16 +213,16 @@ class Storage(Strict):
 
 
 class KubeVipTiming(Strict):
-    lease_duration_s: int = Field(default=15, ge=1)
-    renew_deadline_s: int = Field(default=10, ge=1)
-    retry_period_s: int = Field(default=2, ge=1)
+    lease_duration_s: int = Field(default=15, ge=1, le=MAX_TIMING_S)
+    renew_deadline_s: int = Field(default=10, ge=1, le=MAX_TIMING_S)
+    retry_period_s: int = Field(default=2, ge=1, le=MAX_TIMING_S)
 
 
 class Timing(Strict):
     # None means "left at the Kubernetes default", which the planner knows per version.
-    node_monitor_grace_period_s: int | None = Field(default=None, ge=1)
-    default_not_ready_toleration_s: int | None = Field(default=None, ge=0)
-    default_unreachable_toleration_s: int | None = Field(default=None, ge=0)
+    node_monitor_grace_period_s: int | None = Field(default=None, ge=1, le=MAX_TIMING_S)
+    default_not_ready_toleration_s: int | None = Field(default=None, ge=0, le=MAX_TIMING_S)
+    default_unreachable_toleration_s: int | None = Field(default=None, ge=0, le=MAX_TIMING_S)
     kube_vip: KubeVipTiming = Field(default_factory=KubeVipTiming)
 
 
@@ -295,7 +304,7 @@ class App(Strict):
     namespace: str = Field(default="media", pattern=NAME_PATTERN)
     image: str = Field(min_length=1)
     docker_mods: list[str] = Field(default_factory=list)
-    replicas: int = Field(default=1, ge=0)
+    replicas: int = Field(default=1, ge=0, le=1000)
     strategy: Literal["RollingUpdate", "Recreate"] = "RollingUpdate"
     host: str = ""  # docker apps: the physical host that runs the container
     placement: Placement = Field(default_factory=Placement)
@@ -359,6 +368,15 @@ class Claim(Strict):
     app: str = ""
 
 
+class RolloutStep(Strict):
+    """The nodes one phase of the rollout brings into the cluster (phase 0: there before
+    the rollout starts, the cluster as it stands today)."""
+
+    phase: int = Field(ge=0, le=9)
+    nodes: list[str] = Field(min_length=1)
+    note: str = ""
+
+
 class Inventory(Strict):
     version: Literal[1] = 1
     cluster: Cluster
@@ -370,6 +388,8 @@ class Inventory(Strict):
     gitops: GitOps | None = None
     secrets: dict[str, SecretRef] = Field(default_factory=dict)
     claims: list[Claim] = Field(default_factory=list)
+    # Which phase brings each node in. Empty: every node is there from phase 0.
+    rollout: list[RolloutStep] = Field(default_factory=list)
 
     # Lookups used everywhere; small lists, so a scan is fine and keeps the model frozen.
     def host(self, name: str) -> Host:
@@ -404,3 +424,26 @@ class Inventory(Strict):
     @property
     def seaweed_volume_servers(self) -> list[Node]:
         return [n for n in self.nodes if n.seaweedfs.volume_gib > 0]
+
+    # The rollout. Rules (rules.py) make sure every node joins in exactly one phase.
+    def joins_in(self, node: str) -> int:
+        """The phase that brings `node` into the cluster (0 when there is no rollout)."""
+        for step in self.rollout:
+            if node in step.nodes:
+                return step.phase
+        return 0
+
+    def nodes_joining(self, phase: int) -> list[Node]:
+        return [n for n in self.nodes if self.joins_in(n.name) == phase]
+
+    def nodes_present(self, after_phase: int) -> list[Node]:
+        """The nodes in the cluster once `after_phase` is done."""
+        return [n for n in self.nodes if self.joins_in(n.name) <= after_phase]
+
+    def servers_present(self, after_phase: int) -> list[Node]:
+        return [n for n in self.nodes_present(after_phase) if n.is_server]
+
+    @property
+    def rollout_phases(self) -> list[int]:
+        """The phases that bring nodes in, in order (0 first)."""
+        return sorted({self.joins_in(n.name) for n in self.nodes})

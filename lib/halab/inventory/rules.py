@@ -316,6 +316,63 @@ def secrets_distinct(inv: Inventory) -> Iterator[Violation]:
             )
 
 
+def rollout_sound(inv: Inventory) -> Iterator[Violation]:
+    """Every node joins in exactly one phase, and nothing joins before a server exists
+    for it to join."""
+    if not inv.rollout:
+        return
+    known = {n.name for n in inv.nodes}
+    listing = ", ".join(n.name for n in inv.nodes)
+    placed: dict[str, int] = {}
+    phases: dict[int, int] = {}
+    for i, step in enumerate(inv.rollout):
+        if step.phase in phases:
+            yield (
+                ("rollout", i, "phase"),
+                f"phase {step.phase} is listed twice (also rollout[{phases[step.phase]}])",
+                "list each phase once, with all the nodes it brings in",
+            )
+        phases.setdefault(step.phase, i)
+        for j, name in enumerate(step.nodes):
+            if name not in known:
+                yield (
+                    ("rollout", i, "nodes", j),
+                    f"node {name!r} is not in nodes",
+                    f"use one of: {listing}",
+                )
+            elif name in placed:
+                yield (
+                    ("rollout", i, "nodes", j),
+                    f"node {name} joins in phase {step.phase} and again in phase "
+                    f"{inv.rollout[placed[name]].phase}",
+                    "a node joins the cluster once: keep it in one phase",
+                )
+            else:
+                placed[name] = i
+    for node in inv.nodes:
+        if node.name not in placed:
+            yield (
+                ("rollout",),
+                f"node {node.name} joins in no phase",
+                "add it to the nodes of the phase that brings it in (phase 0: there already)",
+            )
+    first_server = min(
+        (inv.rollout[placed[n.name]].phase for n in inv.servers if n.name in placed), default=None
+    )
+    for i, step in enumerate(inv.rollout):
+        if first_server is not None and step.phase >= first_server:
+            continue
+        early = [name for name in step.nodes if name in known]
+        if early:
+            when = f"phase {first_server}" if first_server is not None else "no phase"
+            yield (
+                ("rollout", i, "nodes"),
+                f"{', '.join(early)} join in phase {step.phase}, but the first server "
+                f"(k3s_role: server) comes in {when}: there is nothing to join yet",
+                "bring a server in first (the one that starts with --cluster-init)",
+            )
+
+
 RULES: tuple[Rule, ...] = (
     unique_names,
     unique_addresses,
@@ -329,6 +386,7 @@ RULES: tuple[Rule, ...] = (
     seaweedfs_sound,
     claims_resolve,
     secrets_distinct,
+    rollout_sound,
 )
 
 

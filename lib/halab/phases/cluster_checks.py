@@ -1,19 +1,102 @@
-"""Checks shared by the phases that talk to a live cluster: a test pod on a node."""
+"""Checks shared by the phases that talk to a live cluster: which of the inventory's
+nodes a phase may expect, what the cluster has of them, and a test pod on a node."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from halab.evidence import Check
+from halab.context import Context
+from halab.evidence import Check, Status
+from halab.inventory import Node
 from halab.kube import ClusterError, wait_for
 
 CHECK_NAMESPACE = "halab-checks"
+Verdict = tuple[Status, str]
 
 
 def no_target(cid: str, title: str) -> Check:
     return Check(cid, title, "skip", "no target given (pass target=... to check the live cluster)")
+
+
+def nothing_joins(cid: str, phase: int) -> Check:
+    return Check(
+        cid,
+        f"Nodes that join in phase {phase}",
+        "skip",
+        f"the inventory's rollout brings no node in phase {phase}",
+    )
+
+
+@dataclass
+class NodeScope:
+    """One node as a phase sees it: what the inventory says, and what the cluster has."""
+
+    ctx: Context
+    name: str
+    phase: int
+    cluster: LiveNodes
+
+    @property
+    def live(self) -> Any:
+        """The V1Node, or None when the cluster has no such node (listed on first use, so
+        an API that does not answer fails the check that asked)."""
+        return self.cluster.items.get(self.name)
+
+    def absent(self) -> Verdict | None:
+        """Why this node cannot be checked, at once; None when it is there to check."""
+        inv = self.ctx.inventory
+        if self.name not in {n.name for n in inv.nodes}:
+            return "fail", f"{self.name} is not in the inventory ({self.ctx.inventory_path})"
+        joins = inv.joins_in(self.name)
+        if joins > self.phase:
+            return "skip", (
+                f"{self.name} joins in phase {joins} (the inventory's rollout), "
+                f"after phase {self.phase}"
+            )
+        if self.live is None:
+            return "fail", f"node {self.name} is not registered: has it joined the cluster?"
+        return None
+
+    def ready(self) -> Verdict:
+        absent = self.absent()
+        if absent is not None:
+            return absent
+        condition = next((c for c in self.live.status.conditions or [] if c.type == "Ready"), None)
+        if condition is None:
+            return "fail", "no Ready condition reported yet"
+        ok = condition.status == "True"
+        reason = f" ({condition.reason})" if condition.reason else ""
+        return ("pass" if ok else "fail"), f"Ready={condition.status}{reason}"
+
+    def not_ready(self) -> Verdict | None:
+        """None when the node is Ready; else why nothing can run there."""
+        status, detail = self.ready()
+        if status == "pass":
+            return None
+        return status, detail if status == "skip" else f"no pod can run there: {detail}"
+
+
+class LiveNodes:
+    """The cluster's nodes, listed once for a group of checks."""
+
+    def __init__(self, api: Any) -> None:
+        self.api = api
+        self._items: dict[str, Any] | None = None
+
+    @property
+    def items(self) -> dict[str, Any]:
+        if self._items is None:
+            from kubernetes import client
+
+            listed = client.CoreV1Api(self.api).list_node().items
+            self._items = {n.metadata.name: n for n in listed}
+        return self._items
+
+    def scope(self, ctx: Context, name: str, phase: int) -> NodeScope:
+        return NodeScope(ctx, name, phase, self)
 
 
 def ensure_namespace(api: Any) -> None:
@@ -27,11 +110,19 @@ def ensure_namespace(api: Any) -> None:
             raise
 
 
-def test_pod_on(api: Any, node: str, timeout: float = 180) -> Check:
-    """A pod that must be scheduled (by the scheduler, not by nodeName) onto `node`,
-    run to completion and say so in its log; it is deleted afterwards."""
+def test_pod_on(api: Any, target: Node, timeout: float = 180) -> Check:
+    """A pod that must be scheduled (by the scheduler, not by nodeName) onto the node,
+    run to completion and say so in its log; it is deleted afterwards. It tolerates the
+    taints the inventory gives the node, so that a tainted node is tested too."""
     from kubernetes import client
 
+    node = target.name
+    tolerations = [
+        {"key": t.key, "operator": "Equal", "value": t.value, "effect": t.effect}
+        if t.value
+        else {"key": t.key, "operator": "Exists", "effect": t.effect}
+        for t in target.taints
+    ]
     core = client.CoreV1Api(api)
     ensure_namespace(api)
     name = f"schedule-{node}-{uuid.uuid4().hex[:5]}"
@@ -44,6 +135,7 @@ def test_pod_on(api: Any, node: str, timeout: float = 180) -> Check:
             "spec": {
                 "restartPolicy": "Never",
                 "nodeSelector": {"kubernetes.io/hostname": node},
+                "tolerations": tolerations,
                 "containers": [
                     {
                         "name": "check",
@@ -54,24 +146,39 @@ def test_pod_on(api: Any, node: str, timeout: float = 180) -> Check:
             },
         },
     )
+    cid, title = f"test-pod-{node}", f"A test pod runs on {node}"
+
+    def finished() -> Any:
+        pod = core.read_namespaced_pod(name, CHECK_NAMESPACE)
+        if pod.status.phase in ("Succeeded", "Failed"):
+            return pod
+        unschedulable = _unschedulable(pod)
+        # The scheduler retries; a pod it still cannot place after a while never will be.
+        if unschedulable and time.monotonic() - start > UNSCHEDULABLE_GRACE_S:
+            return unschedulable
+        return None
+
     try:
-        pod = wait_for(
-            lambda: (
-                (p := core.read_namespaced_pod(name, CHECK_NAMESPACE)).status.phase
-                in ("Succeeded", "Failed")
-                and p
-            ),
-            timeout,
-            f"test pod on {node} finished",
-            every=0.5,
-        )
+        pod = wait_for(finished, timeout, f"test pod on {node} finished", every=0.5)
+        if isinstance(pod, str):
+            return Check(cid, title, "fail", f"the scheduler cannot place it: {pod}")
         log = core.read_namespaced_pod_log(name, CHECK_NAMESPACE)
     except ClusterError as exc:
-        return Check(f"test-pod-{node}", f"A test pod runs on {node}", "fail", str(exc))
+        return Check(cid, title, "fail", str(exc))
     finally:
         core.delete_namespaced_pod(name, CHECK_NAMESPACE, grace_period_seconds=0)
     seconds = time.monotonic() - start
     ok = pod.status.phase == "Succeeded" and pod.spec.node_name == node and marker in log
     where = f"scheduled on {pod.spec.node_name}, {pod.status.phase} in {seconds:.1f} s"
     detail = f"{where}, log: {log.strip()!r}"
-    return Check(f"test-pod-{node}", f"A test pod runs on {node}", "pass" if ok else "fail", detail)
+    return Check(cid, title, "pass" if ok else "fail", detail)
+
+
+UNSCHEDULABLE_GRACE_S = 10.0
+
+
+def _unschedulable(pod: Any) -> str:
+    for condition in pod.status.conditions or []:
+        if condition.type == "PodScheduled" and condition.reason == "Unschedulable":
+            return str(condition.message or "Unschedulable")
+    return ""

@@ -1,80 +1,174 @@
-"""Phase 1, worker nodes: k3s-w1 and k3s-w2 joined, Ready, labelled, able to run pods.
+"""Phase 1, worker nodes: the nodes this phase brings in joined, Ready, labelled and
+tainted as the inventory says, able to run pods.
 
-Plan "Phase 1: Worker Node Infrastructure": create w1 (Proxmox) and w2 (Unraid), join
-them, label them role=primary and role=backup, verify both can schedule pods.
+Plan "Phase 1: Worker Node Infrastructure": create the workers, join them, label them,
+verify each can schedule pods. Which nodes those are comes from the inventory's rollout.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
+import pandas as pd
+
+from halab.changes import Change
 from halab.context import Context
-from halab.evidence import Check
-from halab.phases.cluster_checks import no_target, test_pod_on
+from halab.evidence import Check, timed
+from halab.explain import explain
+from halab.inventory import Node
+from halab.phases.cluster_checks import (
+    LiveNodes,
+    NodeScope,
+    Verdict,
+    no_target,
+    nothing_joins,
+    test_pod_on,
+)
 
-# The nodes the plan's phase 1 brings up (steps 1 and 2).
-PHASE1_NODES = ("k3s-w1", "k3s-w2")
+PHASE = 1
 
 
-def expected_labels(ctx: Context, node: str) -> dict[str, str]:
-    found = [n for n in ctx.inventory.nodes if n.name == node]
-    if not found:
-        return {}
-    return {**found[0].labels, **found[0].api_labels}
+def nodes(ctx: Context) -> list[Node]:
+    """The nodes phase 1 brings in, from the inventory's rollout."""
+    return ctx.inventory.nodes_joining(PHASE)
+
+
+def scope(ctx: Context) -> pd.DataFrame:
+    """What this phase is about, for the notebook: each node with what it should carry."""
+    rows = [
+        {
+            "node": n.name,
+            "host": n.host,
+            "role": n.k3s_role,
+            "labels": ", ".join(f"{k}={v}" for k, v in expected_labels(n).items()) or "-",
+            "taints": ", ".join(str(t) for t in n.taints) or "-",
+        }
+        for n in nodes(ctx)
+    ]
+    return pd.DataFrame(rows, columns=["node", "host", "role", "labels", "taints"])
+
+
+def expected_labels(node: Node) -> dict[str, str]:
+    return {**node.labels, **node.api_labels}
+
+
+def label_nodes(ctx: Context, api: Any, dry_run: bool = False) -> list[Change]:
+    """Plan phase 1 "Label nodes": set, through the API, every label the inventory gives a
+    node of this phase that the node does not carry yet. Idempotent."""
+    from kubernetes import client
+
+    if api is None:
+        return [Change("label nodes", False, "no target: nothing to label")]
+    core = client.CoreV1Api(api)
+    changes = []
+    for node in nodes(ctx):
+        want = expected_labels(node)
+        try:
+            have = core.read_node(node.name).metadata.labels or {}
+        except Exception as exc:  # a node that has not joined: say so, label the others
+            changes.append(Change(f"label {node.name}", False, f"not labelled: {explain(exc)}"))
+            continue
+        missing = {k: v for k, v in want.items() if have.get(k) != v}
+        if not missing:
+            shown = ", ".join(f"{k}={v}" for k, v in want.items()) or "none expected"
+            changes.append(Change(f"label {node.name}", False, f"labels already so ({shown})"))
+            continue
+        command = f"kubectl label nodes {node.name} " + " ".join(
+            f"{k}={v}" for k, v in missing.items()
+        )
+        if dry_run:
+            changes.append(Change(f"label {node.name}", True, command, dry_run=True))
+            continue
+        core.patch_node(node.name, {"metadata": {"labels": missing}})
+        changes.append(Change(f"label {node.name}", True, f"set {missing} ({command})"))
+    return changes
 
 
 def check_ready(ctx: Context, api: Any) -> list[Check]:
-    from kubernetes import client
-
+    joining = nodes(ctx)
+    if not joining:
+        return [nothing_joins("ready", PHASE)]
     if api is None:
-        return [no_target(f"ready-{n}", f"{n} is Ready") for n in PHASE1_NODES]
-    live = {n.metadata.name: n for n in client.CoreV1Api(api).list_node().items}
-    checks = []
-    for name in PHASE1_NODES:
-        if name not in {n.name for n in ctx.inventory.nodes}:
-            checks.append(
-                Check(f"ready-{name}", f"{name} is Ready", "fail", "not in the inventory")
-            )
-            continue
-        node = live.get(name)
-        if node is None:
-            checks.append(
-                Check(f"ready-{name}", f"{name} is Ready", "fail", "not registered: has it joined?")
-            )
-            continue
-        ready = next((c for c in node.status.conditions or [] if c.type == "Ready"), None)
-        ok = ready is not None and ready.status == "True"
-        detail = f"Ready={ready.status if ready else 'missing'} ({ready.reason if ready else ''})"
-        checks.append(Check(f"ready-{name}", f"{name} is Ready", "pass" if ok else "fail", detail))
-    return checks
+        return [no_target(f"ready-{n.name}", f"{n.name} is Ready") for n in joining]
+    live = LiveNodes(api)
+    return [
+        timed(
+            f"ready-{n.name}",
+            f"{n.name} is Ready",
+            live.scope(ctx, n.name, PHASE).ready,
+        )
+        for n in joining
+    ]
 
 
 def check_labels(ctx: Context, api: Any) -> list[Check]:
-    from kubernetes import client
-
+    joining = nodes(ctx)
+    if not joining:
+        return [nothing_joins("labels", PHASE)]
+    title = "{} has its labels and taints"
     if api is None:
-        return [no_target(f"labels-{n}", f"{n} has its labels") for n in PHASE1_NODES]
-    checks = []
-    for name in PHASE1_NODES:
-        want = expected_labels(ctx, name)
-        try:
-            have = client.CoreV1Api(api).read_node(name).metadata.labels or {}
-        except Exception as exc:  # the node is missing: say so in this check too
-            checks.append(Check(f"labels-{name}", f"{name} has its labels", "fail", str(exc)))
-            continue
-        missing = {k: v for k, v in want.items() if have.get(k) != v}
-        if missing:
-            fix = " ".join(f"{k}={v}" for k, v in missing.items())
-            detail = f"missing {missing}; fix: kubectl label nodes {name} {fix} --overwrite"
-        else:
-            detail = ", ".join(f"{k}={v}" for k, v in want.items()) or "no labels expected"
-        checks.append(
-            Check(f"labels-{name}", f"{name} has its labels", "fail" if missing else "pass", detail)
+        return [no_target(f"labels-{n.name}", title.format(n.name)) for n in joining]
+    live = LiveNodes(api)
+    return [
+        timed(
+            f"labels-{n.name}",
+            title.format(n.name),
+            partial(_labels_and_taints, live.scope(ctx, n.name, PHASE), n),
         )
-    return checks
+        for n in joining
+    ]
 
 
-def check_test_pods(api: Any) -> list[Check]:
+def _labels_and_taints(scope: NodeScope, node: Node) -> Verdict:
+    absent = scope.absent()
+    if absent is not None:
+        return absent
+    assert scope.live is not None
+    have = scope.live.metadata.labels or {}
+    want = expected_labels(node)
+    missing = {k: v for k, v in want.items() if have.get(k) != v}
+    live_taints = {
+        f"{t.key}={t.value}:{t.effect}" if t.value else f"{t.key}:{t.effect}"
+        for t in scope.live.spec.taints or []
+    }
+    absent_taints = [str(t) for t in node.taints if str(t) not in live_taints]
+    problems = []
+    if missing:
+        fix = " ".join(f"{k}={v}" for k, v in missing.items())
+        problems.append(
+            f"labels missing {missing}; fix: kubectl label nodes {node.name} {fix} --overwrite"
+        )
+    if absent_taints:
+        fix = " ".join(absent_taints)
+        problems.append(
+            f"taints missing {absent_taints}; fix: kubectl taint nodes {node.name} {fix}"
+        )
+    if problems:
+        return "fail", "; ".join(problems)
+    shown = ", ".join(f"{k}={v}" for k, v in want.items()) or "no labels expected"
+    taints = ", ".join(str(t) for t in node.taints) or "no taints expected"
+    return "pass", f"{shown}; {taints}"
+
+
+def check_test_pods(ctx: Context, api: Any) -> list[Check]:
+    joining = nodes(ctx)
+    if not joining:
+        return [nothing_joins("test-pod", PHASE)]
+    title = "A test pod runs on {}"
     if api is None:
-        return [no_target(f"test-pod-{n}", f"A test pod runs on {n}") for n in PHASE1_NODES]
-    return [test_pod_on(api, name) for name in PHASE1_NODES]
+        return [no_target(f"test-pod-{n.name}", title.format(n.name)) for n in joining]
+    live = LiveNodes(api)
+    return [
+        timed(
+            f"test-pod-{n.name}",
+            title.format(n.name),
+            partial(_test_pod, api, live.scope(ctx, n.name, PHASE), n),
+        )
+        for n in joining
+    ]
+
+
+def _test_pod(api: Any, scope: NodeScope, node: Node) -> Check | Verdict:
+    # A node that is missing or not Ready fails here at once: no pod could run there.
+    return scope.not_ready() or test_pod_on(api, node)

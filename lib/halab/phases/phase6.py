@@ -1,9 +1,10 @@
-"""Phase 6, control-plane HA: three control-plane nodes, three etcd members with a
-leader, the API on the VIP, and, when disruption is allowed, one control-plane host's
-plug pulled to prove the API stays up (the host is always powered back on).
+"""Phase 6, control-plane HA: every server the rollout has brought in by phase 6 Ready,
+as many etcd members with one leader, the API on the VIP, and, when disruption is
+allowed, one control-plane host's plug pulled to prove the API stays up (the host is
+always powered back on).
 
-Plan "Phase 6: Control Plane HA": kube-vip on cp1, cp2 and cp3 joined through the VIP,
-3-node etcd quorum, API reachable through the VIP.
+Plan "Phase 6: Control Plane HA": the new servers joined through the VIP with kube-vip,
+an etcd quorum, the API reachable through the VIP.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -22,86 +22,124 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from halab.context import Context
-from halab.evidence import Check
+from halab.evidence import Check, Status, timed
+from halab.explain import explain
+from halab.inventory import Node
 from halab.kube import etcd_divergence, etcd_members, lease_holder, server_url, wait_for
-from halab.phases.cluster_checks import no_target
+from halab.phases.cluster_checks import LiveNodes, no_target
+from halab.plan.quorum import api_available
 from halab.power import PowerSwitch
+
+PHASE = 6
+
+
+def servers(ctx: Context) -> list[Node]:
+    """The control plane once phase 6 is done: every server the rollout has brought in."""
+    return ctx.inventory.servers_present(PHASE)
+
+
+def scope(ctx: Context) -> pd.DataFrame:
+    """The control plane once phase 6 is done, server by server, with its quorum."""
+    present = servers(ctx)
+    needed = len(present) // 2 + 1
+    rows = [
+        {
+            "node": n.name,
+            "host": n.host,
+            "joins in phase": ctx.inventory.joins_in(n.name),
+            "etcd quorum": f"{needed} of {len(present)}",
+        }
+        for n in present
+    ]
+    return pd.DataFrame(rows, columns=["node", "host", "joins in phase", "etcd quorum"])
+
+
+def titles(ctx: Context) -> dict[str, str]:
+    count = len(servers(ctx))
+    return {
+        "control-plane": f"{count} control-plane node{'s' if count != 1 else ''} Ready",
+        "etcd-quorum": f"etcd has {count} member{'s' if count != 1 else ''} and one leader",
+        CONSISTENT: CONSISTENT_TITLE,
+        "api-via-vip": "The API answers through the VIP",
+    }
 
 
 def checks(ctx: Context, api: Any) -> tuple[list[Check], pd.DataFrame]:
     """The read-only checks of phase 6, and the etcd member table."""
+    named = titles(ctx)
     if api is None or ctx.target is None:
-        return [
-            no_target("control-plane-3", "Three control-plane nodes are Ready"),
-            no_target("etcd-quorum", "etcd has three members and one leader"),
-            no_target(CONSISTENT, CONSISTENT_TITLE),
-            no_target("api-via-vip", "The API answers through the VIP"),
-        ], pd.DataFrame()
+        return [no_target(cid, title) for cid, title in named.items()], pd.DataFrame()
+    members: list[pd.DataFrame] = []
+
+    def etcd() -> Check:
+        check, table = check_etcd(ctx)
+        members.append(table)
+        return check
+
     found = [
-        _guarded(
-            "control-plane-3",
-            "Three control-plane nodes are Ready",
-            lambda: check_control_plane(ctx, api),
-        )
+        timed("control-plane", named["control-plane"], lambda: check_control_plane(ctx, api)),
+        timed("etcd-quorum", named["etcd-quorum"], etcd),
+        timed(CONSISTENT, CONSISTENT_TITLE, lambda: check_consistent(ctx)),
+        timed("api-via-vip", named["api-via-vip"], lambda: check_vip(ctx, api)),
     ]
-    members = pd.DataFrame()
-    try:
-        etcd, members = check_etcd(ctx)
-        found.append(etcd)
-    except Exception as exc:  # no etcd endpoint answered: a failed check, not a crash
-        found.append(
-            Check("etcd-quorum", "etcd has three members and one leader", "fail", str(exc))
-        )
-    found.append(_guarded(CONSISTENT, CONSISTENT_TITLE, lambda: check_consistent(ctx)))
-    found.append(
-        _guarded("api-via-vip", "The API answers through the VIP", lambda: check_vip(ctx, api))
-    )
-    return found, members
+    return found, members[0] if members else pd.DataFrame()
 
 
-def _guarded(cid: str, title: str, fn: Callable[[], Check]) -> Check:
-    try:
-        return fn()
-    except Exception as exc:  # the cluster did not answer: a failed check with the reason
-        return Check(cid, title, "fail", f"{type(exc).__name__}: {exc}")
-
-
-def check_control_plane(ctx: Context, api: Any) -> Check:
-    from kubernetes import client
-
-    servers = [n.name for n in ctx.inventory.servers]
-    live = {n.metadata.name: n for n in client.CoreV1Api(api).list_node().items}
+def check_control_plane(ctx: Context, api: Any) -> tuple[Status, str]:
+    """Every server present after phase 6 Ready with the control-plane role; a live
+    control-plane node the inventory does not know is named too."""
+    want = [n.name for n in servers(ctx)]
+    live = LiveNodes(api)
     bad = []
-    for name in servers:
-        node = live.get(name)
-        labels = (node.metadata.labels or {}) if node else {}
-        ready = node is not None and any(
-            c.type == "Ready" and c.status == "True" for c in node.status.conditions or []
-        )
-        if not ready or labels.get("node-role.kubernetes.io/control-plane") != "true":
-            bad.append(
-                f"{name}: {'missing' if node is None else 'not Ready or no control-plane role'}"
-            )
-    detail = "; ".join(bad) if bad else f"{', '.join(servers)} Ready with the control-plane role"
-    ok = not bad and len(servers) == 3
-    return Check(
-        "control-plane-3", "Three control-plane nodes are Ready", "pass" if ok else "fail", detail
+    for name in want:
+        scope = live.scope(ctx, name, PHASE)
+        status, detail = scope.ready()
+        labels = (scope.live.metadata.labels or {}) if scope.live is not None else {}
+        if status != "pass":
+            bad.append(f"{name}: {detail}")
+        elif labels.get("node-role.kubernetes.io/control-plane") != "true":
+            bad.append(f"{name}: Ready but without the control-plane role")
+    strangers = sorted(
+        name
+        for name, node in live.items.items()
+        if (node.metadata.labels or {}).get("node-role.kubernetes.io/control-plane") == "true"
+        and name not in want
     )
+    if strangers:
+        bad.append(f"control-plane nodes the inventory does not have: {', '.join(strangers)}")
+    if bad:
+        return "fail", "; ".join(bad)
+    return "pass", f"{', '.join(want)} Ready with the control-plane role"
 
 
 def check_etcd(ctx: Context) -> tuple[Check, pd.DataFrame]:
     assert ctx.target is not None
     members = etcd_members(ctx.target)
-    servers = [n.name for n in ctx.inventory.servers]
+    want = [n.name for n in servers(ctx)]
     # k3s names members <hostname>-<8 hex>; the twin names them after the node.
-    matched = [s for s in servers if any(str(m).startswith(s) for m in members.index)]
+    matched = [s for s in want if any(_member_of(str(m), s) for m in members.index)]
+    unmatched = [str(m) for m in members.index if not any(_member_of(str(m), s) for s in want)]
     leaders = list(members.index[members["leader"]])
-    ok = len(members) == 3 and len(matched) == 3 and len(leaders) == 1
+    ok = len(members) == len(want) and len(matched) == len(want) and len(leaders) == 1
     leader = leaders[0] if leaders else "none"
     detail = f"{len(members)} members ({', '.join(members.index)}), leader {leader}"
+    if missing := [s for s in want if s not in matched]:
+        detail += f"; no member for {', '.join(missing)}"
+    if unmatched:
+        detail += f"; members of no server in the inventory: {', '.join(unmatched)}"
+    if len(leaders) > 1:
+        detail += f"; {len(leaders)} members claim to lead: {', '.join(leaders)}"
     return Check(
-        "etcd-quorum", "etcd has three members and one leader", "pass" if ok else "fail", detail
+        "etcd-quorum", titles(ctx)["etcd-quorum"], "pass" if ok else "fail", detail
     ), members
+
+
+def _member_of(member: str, node: str) -> bool:
+    """k3s names a member <hostname>-<8 hex>; the twin names it after the node."""
+    if member == node:
+        return True
+    head, _, tail = member.rpartition("-")
+    return head == node and len(tail) == 8 and all(c in "0123456789abcdef" for c in tail)
 
 
 CONSISTENT = "etcd-consistent"
@@ -124,8 +162,7 @@ def check_vip(ctx: Context, api: Any) -> Check:
     vip = str(ctx.target.addresses.map(ctx.inventory.network.vip))
     version = client.VersionApi(api).get_code().git_version
     holder = lease_holder(api)
-    servers = {n.name for n in ctx.inventory.servers}
-    ok = url.hostname == vip and holder in servers
+    ok = url.hostname == vip and holder in {n.name for n in servers(ctx)}
     detail = (
         f"kubeconfig points at {url.hostname}:{url.port} (VIP {vip}); {version} answers; "
         f"VIP held by {holder or 'nobody'} (lease kube-system/plndr-cp-lock)"
@@ -173,7 +210,15 @@ def rehearse_failure(ctx: Context, api: Any, settle_timeout: float = 240) -> Reh
     assert ctx.target is not None
     power = PowerSwitch.for_target(ctx.target)
     holder = lease_holder(api)
-    host = next(n.host for n in ctx.inventory.servers if n.name == holder)
+    host = next((n.host for n in servers(ctx) if n.name == holder), None)
+    if host is None:
+        why = f"the VIP is held by {holder or 'nobody'}, not by a server of the inventory"
+        return Rehearsal([Check("api-survives-host-loss", title, "fail", why)], pd.DataFrame())
+    survives, reason = api_available(ctx.inventory, {host})
+    if not survives:
+        # Pulling this plug would take the API down by the planner's own reckoning.
+        why = f"not pulled: the planner says the API is lost with {host} down ({reason})"
+        return Rehearsal([Check("api-survives-host-loss", title, "fail", why)], pd.DataFrame())
     probe = Probe(server_url(ctx.target))
     worker = threading.Thread(target=probe.run, daemon=True)
     worker.start()
@@ -205,29 +250,50 @@ def rehearse_failure(ctx: Context, api: Any, settle_timeout: float = 240) -> Reh
                 "pass",
                 f"{host} powered off; VIP moved {holder} -> {new_holder} after "
                 f"{events['VIP moved']:.1f} s; writes worked after {events['writes work']:.1f} s",
+                seconds=round(events["writes work"], 3),
             )
         )
     except Exception as exc:  # the rehearsal failed; the host still comes back below
         checks.append(
-            Check("api-survives-host-loss", title, "fail", f"{type(exc).__name__}: {exc}")
+            Check(
+                "api-survives-host-loss",
+                title,
+                "fail",
+                explain(exc),
+                seconds=round(time.monotonic() - pulled, 3),
+            )
         )
     finally:
+        # Heartbeats the host's nodes had sent before power on: "back" means new ones.
+        before = _heartbeats(api, [n.name for n in ctx.inventory.nodes_on(host)])
         power.on(host)
         events["power on"] = time.monotonic() - pulled
     try:
-        wait_for(lambda: _all_ready(api), settle_timeout, "every node Ready again")
+        wait_for(
+            lambda: _back(api, before) and _all_ready(api),
+            settle_timeout,
+            f"the nodes of {host} heartbeating again and every node Ready",
+        )
         events["restored"] = time.monotonic() - pulled
+        back = events["restored"] - events["power on"]
         checks.append(
             Check(
                 "host-restored",
                 f"{host} is back and every node Ready",
                 "pass",
-                f"after {events['restored'] - events['power on']:.1f} s",
+                f"after {back:.1f} s",
+                seconds=round(back, 3),
             )
         )
     except Exception as exc:
         checks.append(
-            Check("host-restored", f"{host} is back and every node Ready", "fail", str(exc))
+            Check(
+                "host-restored",
+                f"{host} is back and every node Ready",
+                "fail",
+                explain(exc),
+                seconds=round(time.monotonic() - pulled - events["power on"], 3),
+            )
         )
     finally:
         time.sleep(1.0)  # a little after, for the picture
@@ -236,7 +302,7 @@ def rehearse_failure(ctx: Context, api: Any, settle_timeout: float = 240) -> Reh
     # The member that was just killed is the one that could have come back different.
     # (wait_for retries while a member does not answer; a disagreement ends it at once.)
     checks.append(
-        _guarded(
+        timed(
             f"{CONSISTENT}-after",
             CONSISTENT_TITLE,
             lambda: wait_for(
@@ -246,6 +312,27 @@ def rehearse_failure(ctx: Context, api: Any, settle_timeout: float = 240) -> Reh
     )
     timeline = pd.DataFrame([{"seconds": t - pulled, "api_up": ok} for t, ok in probe.samples])
     return Rehearsal(checks, timeline, host, events)
+
+
+def _heartbeats(api: Any, names: list[str]) -> dict[str, Any]:
+    """Each node's last heartbeat (its Lease's renewTime), None where none is readable."""
+    from kubernetes import client
+
+    coordination = client.CoordinationV1Api(api)
+    seen: dict[str, Any] = {}
+    for name in names:
+        try:
+            seen[name] = coordination.read_namespaced_lease(name, "kube-node-lease").spec.renew_time
+        except Exception:  # mid-failover the API may not answer; then any heartbeat is new
+            seen[name] = None
+    return seen
+
+
+def _back(api: Any, before: dict[str, Any]) -> bool:
+    """True once every node has heartbeated since `before` was taken: a node whose kubelet
+    just came back, not one whose old heartbeat has simply not timed out yet."""
+    now = _heartbeats(api, list(before))
+    return all(now[name] is not None and now[name] != seen for name, seen in before.items())
 
 
 def _all_ready(api: Any) -> bool:

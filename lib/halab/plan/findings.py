@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from halab.inventory.model import App, Inventory
 from halab.inventory.scheduling import GPU_RESOURCE_ALIASES, best_nodes
 from halab.plan.analysis import Analysis
-from halab.plan.quorum import api_available
+from halab.plan.quorum import api_available, rollout_quorum
 from halab.replication import parse_replication
 
 
@@ -347,6 +347,24 @@ def nfs_write_to_ro(a: Analysis) -> Iterator[Finding]:
                 )
 
 
+def rollout_even_etcd(a: Analysis) -> Iterator[Finding]:
+    """A phase that leaves an even number of etcd members: one more member to lose, and
+    no more failures tolerated than with one fewer, until the next server joins."""
+    for row in rollout_quorum(a.inv):
+        members = int(str(row["control_plane"]))
+        if members and members % 2 == 0:
+            yield Finding(
+                id="rollout-even-etcd",
+                severity="warning",
+                title=f"After phase {row['phase']} etcd has {members} members, an even number",
+                evidence=f"{row['etcd']}: {members} members tolerate no more failures than "
+                f"{members - 1}, and until the next server joins, {row['one_host_down']}.",
+                fix=f"bring the servers of phase {row['phase']} in together with one more, or "
+                "move one to a later phase, so that every phase ends with an odd count",
+                section=f"Phase {row['phase']}",
+            )
+
+
 def _uses_gpu(inv: Inventory, app: App) -> bool:
     if app.kind == "docker":
         return any(d.startswith("/dev/dri") for d in app.devices)
@@ -366,6 +384,7 @@ FINDING_RULES: tuple[FindingRule, ...] = (
     orchestrator_single,
     hw_transcode_shares,
     nfs_write_to_ro,
+    rollout_even_etcd,
 )
 
 

@@ -66,3 +66,27 @@ def api_available(inv: Inventory, down_hosts: set[str]) -> tuple[bool, str]:
     if not quorum.holds:
         return False, f"etcd {quorum}: no apiserver can serve and the VIP is released"
     return True, f"etcd {quorum}; VIP held by one of {', '.join(quorum.up)}"
+
+
+def rollout_quorum(inv: Inventory) -> list[dict[str, object]]:
+    """The control plane after each phase of the rollout: how many etcd members, and
+    whether the API survives one host down at that point."""
+    rows: list[dict[str, object]] = []
+    for phase in inv.rollout_phases:
+        servers = inv.servers_present(phase)
+        hosts = sorted({n.host for n in inv.nodes_present(phase)})
+        lost = [h for h in hosts if not _quorum(servers, {h}).holds]
+        quorum = _quorum(servers, set())
+        rows.append(
+            {
+                "phase": phase,
+                "joins": ", ".join(n.name for n in inv.nodes_joining(phase)),
+                "control_plane": len(servers),
+                "etcd": f"{quorum.total} member{'' if quorum.total == 1 else 's'}, "
+                f"needs {quorum.needed}",
+                "one_host_down": "API stays up"
+                if not lost
+                else f"API lost with {', '.join(lost)} down",
+            }
+        )
+    return rows

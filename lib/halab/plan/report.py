@@ -12,6 +12,7 @@ from halab.inventory.model import Inventory
 from halab.plan.analysis import Analysis
 from halab.plan.failover import predictions
 from halab.plan.findings import Finding, find_all
+from halab.plan.quorum import rollout_quorum
 
 
 @dataclass
@@ -22,6 +23,7 @@ class PlanReport:
     failure_matrix: list[dict[str, object]]
     failover: list[dict[str, object]]
     findings: list[Finding]
+    rollout: list[dict[str, object]]
 
     @property
     def errors(self) -> list[Finding]:
@@ -45,6 +47,10 @@ class PlanReport:
             "failure_matrix": pd.DataFrame(self.failure_matrix),
             "failover": pd.DataFrame(self.failover),
             "findings": findings,
+            "rollout": pd.DataFrame(
+                self.rollout,
+                columns=["phase", "joins", "control_plane", "etcd", "one_host_down"],
+            ),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -54,6 +60,7 @@ class PlanReport:
             "errors": [],  # inventory errors never reach a report; see halab.cli
             "warnings": [f.title for f in self.warnings],
             "quorum": self.quorum,
+            "rollout": self.rollout,
             "placement": self.placement,
             "failure_matrix": self.failure_matrix,
             "failover": self.failover,
@@ -77,4 +84,6 @@ def plan(inv: Inventory) -> PlanReport:
         for row in matrix
     ]
     placement = [asdict(p) for p in analysis.placement_table()]
-    return PlanReport(inv, quorum, placement, matrix, predictions(inv), find_all(analysis))
+    return PlanReport(
+        inv, quorum, placement, matrix, predictions(inv), find_all(analysis), rollout_quorum(inv)
+    )

@@ -31,6 +31,11 @@ def render_text(report: PlanReport) -> str:
         _table(frames["quorum"], ["hosts_down", "etcd", "api_via_vip", "seaweedfs_masters"]),
         "",
     ]
+    out += [
+        "== Rollout: the control plane after each phase ==",
+        _table(frames["rollout"], ["phase", "joins", "control_plane", "etcd", "one_host_down"]),
+        "",
+    ]
     placement = frames["placement"].assign(
         reason=lambda f: f["reason"].str.replace("\n", " ", regex=False)
     )

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import signal
 import subprocess
+from ipaddress import IPv4Network
 from pathlib import Path
 
 from aiohttp import web
@@ -31,7 +32,7 @@ from halab.twin.kubelet.agent import Kubelet
 from halab.twin.kubelet.node import KUBELET_PORT
 from halab.twin.kubelet.server import kubelet_app
 from halab.twin.timings import TwinTimings
-from halab.twin.topology import TwinTopology
+from halab.twin.topology import TWIN_NETWORK, TwinTopology
 from halab.twin.vip import VipHolder
 
 API_PORT = 6443
@@ -39,11 +40,13 @@ log = logging.getLogger("halab.twin.host")
 
 
 class Host:
-    def __init__(self, inv: Inventory, directory: Path, name: str) -> None:
+    def __init__(
+        self, inv: Inventory, directory: Path, name: str, network: IPv4Network = TWIN_NETWORK
+    ) -> None:
         self.inv = inv
         self.dir = directory
         self.name = name
-        self.topology = TwinTopology.from_inventory(inv, directory)
+        self.topology = TwinTopology.from_inventory(inv, directory, network)
         self.timings = TwinTimings.from_inventory(inv)
         self.host_dir = directory / "hosts" / name
         self.etcd: list[subprocess.Popen[bytes]] = []
@@ -145,6 +148,7 @@ class Host:
             self.host_dir / "root",
             self.dir,
             self.timings.kubelet_heartbeat,
+            self.topology.pod_octet,
         )
         runner = web.AppRunner(
             kubelet_app(kubelet.log_file), access_log=None, handler_cancellation=True
@@ -176,12 +180,15 @@ def main() -> None:
     parser.add_argument("--inventory", required=True)
     parser.add_argument("--dir", required=True)
     parser.add_argument("--host", required=True)
+    parser.add_argument("--network", default=str(TWIN_NETWORK))
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s {args.host} %(name)s %(levelname)s %(message)s"
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    host = Host(load_inventory(args.inventory), Path(args.dir), args.host)
+    host = Host(
+        load_inventory(args.inventory), Path(args.dir), args.host, IPv4Network(args.network)
+    )
 
     async def run() -> None:
         loop = asyncio.get_running_loop()

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,12 @@ def running_hosts(paths: TwinPaths) -> dict[str, int]:
     }
 
 
-def _start_host(paths: TwinPaths, inventory: Path, host: str) -> int:
+def network_of(state: dict[str, Any]) -> IPv4Network:
+    """The loopback /24 a twin's state says it runs on (older states: the default)."""
+    return IPv4Network(state.get("network", str(TWIN_NETWORK)))
+
+
+def _start_host(paths: TwinPaths, inventory: Path, host: str, network: IPv4Network) -> int:
     log = paths.host_log(host)
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HALAB_NET_GUARD": "loopback", "PYTHONUNBUFFERED": "1"}
@@ -102,6 +108,8 @@ def _start_host(paths: TwinPaths, inventory: Path, host: str) -> int:
                 str(paths.dir.resolve()),
                 "--host",
                 host,
+                "--network",
+                str(network),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -137,7 +145,7 @@ def write_access_files(paths: TwinPaths, topology: TwinTopology, inv: Inventory)
         f"context: {inv.cluster.name}-twin\n"
         f"api_port: {API_PORT}\n"
         "addresses:\n"
-        f"  last_octet_on: {TWIN_NETWORK}\n"
+        f"  last_octet_on: {topology.network}\n"
         "etcd:\n"
         "  endpoints:\n"
         f"{etcd}"
@@ -208,24 +216,38 @@ def wait_ready(
     )
 
 
-def up(inventory: Path, directory: Path, timeout: float = 90.0, say: Any = None) -> bool:
-    """Start the twin; False (and nothing done) when it already runs."""
+def up(
+    inventory: Path,
+    directory: Path,
+    timeout: float = 90.0,
+    say: Any = None,
+    network: IPv4Network = TWIN_NETWORK,
+) -> bool:
+    """Start the twin on `network` (a loopback /24); False (and nothing done) when it
+    already runs."""
     paths = TwinPaths(directory)
     inv = load_inventory(inventory)
-    topology = TwinTopology.from_inventory(inv, directory.resolve())
+    previous = read_state(paths)
     alive = running_hosts(paths)
-    if alive and len(alive) == len(read_state(paths).get("hosts", {})):
+    if alive and network_of(previous) != network:
+        raise TwinError(
+            f"the twin in {directory} runs on {network_of(previous)}, not {network}: "
+            "stop it first (`halab twin down`) or leave --network out"
+        )
+    topology = TwinTopology.from_inventory(inv, directory.resolve(), network)
+    if alive and len(alive) == len(previous.get("hosts", {})):
         return False
     if not alive:
         busy = ports_in_use(topology)
         if busy:
             raise TwinError(
                 f"{', '.join(busy[:4])}{' ...' if len(busy) > 4 else ''} already in use: another "
-                "twin runs on this machine (one at a time: they share 127.77.0.x); stop it with "
-                "`halab twin --dir DIR down`"
+                f"twin runs on {network}; stop it with `halab twin --dir DIR down`, or start "
+                "this one beside it on another loopback network (--network 127.78.0.0/24)"
             )
-    state = read_state(paths) or {"hosts": {}}
+    state = previous or {"hosts": {}}
     state["inventory"] = str(inventory.resolve())
+    state["network"] = str(network)
     state["started"] = time.time()
     for host in inv.hosts:
         if host.name in alive:
@@ -233,7 +255,7 @@ def up(inventory: Path, directory: Path, timeout: float = 90.0, say: Any = None)
         if not any(n.host == host.name for n in inv.nodes):
             continue
         state["hosts"][host.name] = {
-            "pid": _start_host(paths, inventory.resolve(), host.name),
+            "pid": _start_host(paths, inventory.resolve(), host.name, network),
             "state": "up",
         }
     _write_state(paths, state)
@@ -362,7 +384,7 @@ def recover(directory: Path, host: str) -> None:
     state, info = _host(paths, host)
     if info.get("pid") and _alive(info["pid"], directory.resolve()):
         return
-    info["pid"] = _start_host(paths, Path(state["inventory"]), host)
+    info["pid"] = _start_host(paths, Path(state["inventory"]), host, network_of(state))
     info["state"] = "up"
     _write_state(paths, state)
 
@@ -373,7 +395,7 @@ def status(directory: Path) -> dict[str, Any]:
     if not state:
         return {"running": False, "hosts": {}}
     inv = load_inventory(state["inventory"])
-    topology = TwinTopology.from_inventory(inv, directory.resolve())
+    topology = TwinTopology.from_inventory(inv, directory.resolve(), network_of(state))
     alive = running_hosts(paths)
     out: dict[str, Any] = {
         "running": bool(alive),

@@ -2,7 +2,9 @@
 
 Every host and node keeps the last octet of its inventory address on 127.77.0.0/24
 (192.168.1.12 -> 127.77.0.12, the VIP 192.168.1.100 -> 127.77.0.100), so the twin's map
-is one rule that a person can apply in their head.
+is one rule that a person can apply in their head. A second twin beside the first takes
+another /24 of loopback (`halab twin up --network 127.78.0.0/24`); pods of the twin on
+127.N.0.0/24 take addresses on 127.(N-35).0.0/16 (127.42.x.y for the default).
 """
 
 from __future__ import annotations
@@ -14,6 +16,27 @@ from pathlib import Path
 from halab.inventory import Inventory
 
 TWIN_NETWORK = IPv4Network("127.77.0.0/24")
+POD_OCTET_OFFSET = 35  # 127.77.0.0/24 -> pods on 127.42.0.0/16
+LOOPBACK = IPv4Network("127.0.0.0/8")
+
+
+def parse_twin_network(text: str) -> IPv4Network:
+    """A /24 on loopback whose pods' /16 is on loopback too, or a ValueError saying why."""
+    try:
+        network = IPv4Network(text)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a network such as 127.78.0.0/24 ({exc})") from None
+    second = network.network_address.packed[1]
+    if network.prefixlen != 24 or not network.subnet_of(LOOPBACK):
+        raise ValueError(f"{text}: the twin takes a /24 on 127.0.0.0/8, such as 127.78.0.0/24")
+    if second <= POD_OCTET_OFFSET:
+        raise ValueError(
+            f"{text}: pods take 127.{second}-{POD_OCTET_OFFSET}.x.y, so the second number must "
+            f"be above {POD_OCTET_OFFSET}"
+        )
+    return network
+
+
 ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
 
@@ -73,13 +96,18 @@ class TwinTopology:
     hosts: dict[str, IPv4Address]
     nodes: dict[str, IPv4Address]
     etcd: list[EtcdSpec] = field(default_factory=list)
+    network: IPv4Network = TWIN_NETWORK
+
+    @property
+    def pod_octet(self) -> int:
+        """The second number of the pods' addresses: 127.<this>.<node octet>.<n>."""
+        return self.network.network_address.packed[1] - POD_OCTET_OFFSET
 
     @classmethod
     def from_inventory(
         cls, inv: Inventory, directory: Path, network: IPv4Network = TWIN_NETWORK
     ) -> TwinTopology:
-        """The twin's map; `network` is only ever changed by tests that need a second
-        etcd cluster beside a running twin."""
+        """The twin's map onto `network` (a second twin beside the first takes another)."""
         _check_last_octets(inv)
         etcd = [
             EtcdSpec(
@@ -96,6 +124,7 @@ class TwinTopology:
             hosts={h.name: twin_address(h.address, network) for h in inv.hosts},
             nodes={n.name: twin_address(n.address, network) for n in inv.nodes},
             etcd=etcd,
+            network=network,
         )
 
     @property

@@ -53,6 +53,7 @@ class Kubelet:
         host_root: Path,
         twin_root: Path,
         heartbeat: float,
+        pod_octet: int = 42,
     ) -> None:
         self.client = client
         self.node = node
@@ -64,6 +65,7 @@ class Kubelet:
         self.host_root = host_root
         self.twin_root = twin_root
         self.heartbeat = heartbeat
+        self.pod_octet = pod_octet
         self.pods: dict[str, PodState] = {}
         self.informer = Informer(
             client, path("v1", "pods"), {"fieldSelector": f"spec.nodeName={node.name}"}
@@ -245,7 +247,7 @@ class Kubelet:
         used = {s.ip for s in self.pods.values()}
         octet = int(self.address) & 0xFF
         while True:
-            ip = f"127.42.{octet}.{self._next_ip}"
+            ip = f"127.{self.pod_octet}.{octet}.{self._next_ip}"
             self._next_ip = self._next_ip + 1 if self._next_ip < 254 else 2
             if ip not in used:
                 return ip
