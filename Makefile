@@ -9,8 +9,9 @@ STAMP := $(VENV)/.halab-installed
 # Debian packages: ffmpeg for the transcode benchmark, OpenSSH for the SSH adapter and the
 # real sshd its tests talk to, Chromium to check that the benchmark report renders,
 # docker-compose (v1, no engine needed) to check rendered compose files against its schema,
-# bubblewrap to sandbox the twin's pod processes.
-APT_PACKAGES := ffmpeg openssh-client openssh-server chromium docker-compose bubblewrap etcd-server
+# bubblewrap to sandbox the twin's pod processes, etcd-server for the twin's etcd,
+# bind9-dnsutils for dig in the twin's pods (cluster DNS).
+APT_PACKAGES := ffmpeg openssh-client openssh-server chromium docker-compose bubblewrap etcd-server bind9-dnsutils
 
 export PYTHONDONTWRITEBYTECODE := 1
 
@@ -32,16 +33,17 @@ $(STAMP): pyproject.toml
 setup: system $(STAMP)
 
 # The demo: the plan analysed, its GitOps tree rendered, the offline notebooks run, then
-# the twin (the plan's cluster as real processes on 127.77.0.x) started, phases 1 and 6
-# run against it (phase 6 pulls a control-plane host's plug and puts it back), the twin
+# the twin (the plan's cluster as real processes on 127.77.0.x) started, phases 1, 2 and 6
+# run against it (phase 2 delivers the real SeaweedFS and powers a volume server's host
+# off and on; phase 6 pulls a control-plane host's plug and puts it back), the twin
 # stopped, and this machine's transcode capacity measured.
 demo: setup
 	$(BIN)/halab plan params/cluster.yaml
 	$(BIN)/halab render params/cluster.yaml --out outputs/gitops
 	$(BIN)/halab run --phases plan,0
 	$(BIN)/halab twin up params/cluster.yaml
-	$(BIN)/halab run --phases 1,6 --target outputs/twin/target.yaml --allow-disruption; \
-	  status=$$?; $(BIN)/halab twin down; exit $$status
+	$(BIN)/halab run --phases 1,2,6 --target outputs/twin/target.yaml --allow-disruption; \
+	  status=$$?; $(BIN)/halab twin status; $(BIN)/halab twin down; exit $$status
 	$(BIN)/halab bench --window 5 --warmup 2 --max-streams 8
 
 lint: setup

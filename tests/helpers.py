@@ -125,6 +125,12 @@ def corrected(data: dict[str, Any]) -> dict[str, Any]:
             app["env"] = {"WORKER_SELECTION_STRATEGY": "LOAD_TASKS"}
         if app["name"] == "sonarr":
             app["volumes"][1]["read_only"] = True
+    # The SeaweedFS masters' nodes join before SeaweedFS is deployed (phase 2).
+    fixed["rollout"] = [
+        {"phase": 0, "nodes": ["k3s-cp1"]},
+        {"phase": 1, "nodes": ["k3s-w1", "k3s-w2", "k3s-cp2", "k3s-cp3"]},
+        {"phase": 7, "nodes": ["k3s-w3"]},
+    ]
     fixed["claims"] = [c for c in fixed["claims"] if c["about"] != "seaweedfs_usable_gib"]
     fixed["claims"].append(
         {

@@ -105,6 +105,7 @@ EXPECTED = {
     "orchestrator-single-replica",
     "clusterplex-hw-shared-dirs",
     "nfs-write-to-ro-export",
+    "rollout-seaweedfs-masters",
 }
 
 
@@ -172,6 +173,14 @@ BREAKERS: dict[str, Any] = {
         volumes=_app(d, "clusterplex-worker-unraid")["volumes"][:3]
     ),
     "nfs-write-to-ro-export": lambda d: _app(d, "sonarr")["volumes"][1].update(read_only=False),
+    "rollout-seaweedfs-masters": lambda d: d.update(
+        rollout=[
+            {"phase": 0, "nodes": ["k3s-cp1"]},
+            {"phase": 1, "nodes": ["k3s-w1", "k3s-w2"]},
+            {"phase": 6, "nodes": ["k3s-cp2", "k3s-cp3"]},
+            {"phase": 7, "nodes": ["k3s-w3"]},
+        ]
+    ),
 }
 
 

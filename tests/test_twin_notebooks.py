@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from kubernetes import client
 
 from halab.twin import supervisor
 
@@ -17,10 +18,18 @@ from twinlab import ROOT, TwinLab
 pytestmark = [pytest.mark.twin, pytest.mark.notebook]
 
 
-def test_phase1_and_phase6_on_the_twin(twin: TwinLab, tmp_path: Path) -> None:
+def test_phases_1_2_and_6_on_the_twin(twin: TwinLab, tmp_path: Path) -> None:
+    try:
+        _phases_1_2_and_6(twin, tmp_path)
+    finally:
+        # SeaweedFS goes again: the rest of the session need not carry its processes.
+        client.CoreV1Api(twin.api()).delete_namespace("seaweedfs")
+
+
+def _phases_1_2_and_6(twin: TwinLab, tmp_path: Path) -> None:
     done = subprocess.run(
         [
-            sys.executable, "-m", "halab.cli", "run", "--phases", "1,6",
+            sys.executable, "-m", "halab.cli", "run", "--phases", "1,2,6",
             "--target", str(twin.dir / "target.yaml"), "--inventory", str(twin.inventory),
             "--allow-disruption", "--out", str(tmp_path),
         ],
@@ -32,10 +41,24 @@ def test_phase1_and_phase6_on_the_twin(twin: TwinLab, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     (run_dir,) = list(tmp_path.iterdir())
     statuses = {}
-    for name in ("phase1", "phase6"):
+    advisory = set()
+    for name in ("phase1", "phase2", "phase6"):
         doc = json.loads((run_dir / f"{name}.checks.json").read_text())
         statuses.update({c["id"]: c["status"] for c in doc["checks"]})
-    assert all(s == "pass" for s in statuses.values()), statuses
+        advisory |= {c["id"] for c in doc["checks"] if not c["required"]}
+        assert all(c["seconds"] > 0 for c in doc["checks"] if c["status"] != "skip"), name
+    # The twin runs no CSI driver: its checks skip, saying so. With the plan's 002 in one
+    # rack copies may share a host (advisory), and a volume may have had every copy on the
+    # host that went down (a warning naming it).
+    skipped = {k for k, s in statuses.items() if s == "skip"}
+    assert skipped == {"csi-registered", "pvc-binds", "pvc-write-read"}, statuses
+    assert statuses["survives-host-loss"] in ("pass", "warn"), statuses
+    must = {
+        k: s for k, s in statuses.items() if k not in advisory | skipped | {"survives-host-loss"}
+    }
+    assert all(s == "pass" for s in must.values()), statuses
+    assert {"planner-agrees", "replicated", "read-back", "masters", "pods-k3s-w1"} <= set(statuses)
+    assert (run_dir / "phase2.copies.png").exists()
     assert {"ready-k3s-w1", "labels-k3s-w2", "test-pod-k3s-w1", "etcd-quorum"} <= set(statuses)
     assert {"api-survives-host-loss", "host-restored", "etcd-consistent-after"} <= set(statuses)
     assert "etcd-consistent" in statuses

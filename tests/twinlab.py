@@ -23,6 +23,7 @@ from halab.inventory.yaml_source import read_yaml
 from halab.kube import ClusterError, wait_for
 from halab.twin import supervisor
 from halab.twin.controllers.leader import parse_micro
+from halab.twin.topology import TWIN_NETWORK
 
 from helpers import write_yaml
 
@@ -107,7 +108,7 @@ class TwinLab:
 def start(
     directory: Path,
     source: Path = ROOT / "params" / "cluster.yaml",
-    network: IPv4Network = supervisor.TWIN_NETWORK,
+    network: IPv4Network = TWIN_NETWORK,
 ) -> TwinLab:
     directory.mkdir(parents=True, exist_ok=True)
     inventory = tuned_inventory(directory / source.name, source)

@@ -1,4 +1,4 @@
-"""Write notebooks/phase1.ipynb and phase6.ipynb (no outputs, stable cell ids).
+"""Write notebooks/phase1.ipynb, phase2.ipynb and phase6.ipynb (no outputs, stable cell ids).
 
 Run after changing the cells here: python tools/make_cluster_notebooks.py
 """
@@ -72,6 +72,100 @@ PHASE1 = [
     new_code_cell("evidence.finish(ev)"),
 ]
 
+PHASE2 = [
+    new_markdown_cell(
+        "# Phase 2: SeaweedFS\n\n"
+        "The plan's *Phase 2: SeaweedFS Distributed Storage (Basic 2-Node)*: SeaweedFS "
+        "masters, volume servers and filers on the nodes the inventory gives them, the CSI "
+        "driver and the `seaweedfs-ha` / `seaweedfs-ha-rwx` StorageClasses, a test claim "
+        "written and read, \"data replicated across all 3 nodes\", and \"survive single "
+        "node stop\".\n\n"
+        "SeaweedFS is reached through the Kubernetes API server's service proxy, so the "
+        "target's kubeconfig is all it takes. Where the copies really are is read from the "
+        "master, and the planner's placement predictions are checked against it: the live "
+        "master is asked to grow one volume of every replication code in a throwaway "
+        "collection."
+    ),
+    new_code_cell(PARAMS + "\nallow_disruption = False", metadata={"tags": ["parameters"]}),
+    new_code_cell(
+        "from halab import evidence\n"
+        "from halab.changes import changes_table\n"
+        "from halab.context import open_context, evidence_for\n"
+        "from halab.kube import api_client\n"
+        "from halab.phases import phase2\n"
+        "from halab.seaweed import SeaweedFS\n\n"
+        "ctx = open_context(inventory, target=target or None, run_dir=run_dir, "
+        "allow_disruption=allow_disruption)\n"
+        'ev = evidence_for(ctx, "phase2")\n'
+        "api = api_client(ctx.target) if ctx.target else None  # None: live checks are skipped\n"
+        "sw = SeaweedFS(api, ctx.inventory) if api else None\n"
+        "ctx.summary()"
+    ),
+    new_markdown_cell(
+        "## What runs where\n\nThe SeaweedFS roles of the nodes present by phase 2, with "
+        "the rack each volume server reports (`-rack`) and its disk."
+    ),
+    new_code_cell("phase2.scope(ctx)"),
+    new_markdown_cell(
+        "## Deliver storage/\n\nThe SeaweedFS part of the rendered tree, by server-side "
+        "apply (field manager `halab`): the namespace, a StatefulSet of one per server pinned "
+        "to its node, the CSI driver's HelmRelease (applied where Flux serves its kind) and the "
+        "StorageClasses. Then every pod of this phase is waited for."
+    ),
+    new_code_cell(
+        "changes = phase2.deliver(ctx, api)\n"
+        "changes.append(phase2.wait_running(ctx, api))\n"
+        "changes_table(changes)"
+    ),
+    new_markdown_cell(
+        "## Servers, masters, CSI\n\nEach node's pods Running, the masters' raft leader, "
+        "every volume server registered in the rack the render gave it, and the CSI driver "
+        "registered on the nodes that run pods."
+    ),
+    new_code_cell(
+        "ev.add(*phase2.check_pods(ctx, api))\n"
+        "ev.add(phase2.check_masters(ctx, sw), phase2.check_registered(ctx, sw))\n"
+        "ev.add(*phase2.check_csi(ctx, api), *phase2.check_claim(ctx, api))\n"
+        "ev"
+    ),
+    new_markdown_cell(
+        "## Data: written, read back, replicated\n\nA file of random bytes is written "
+        "through one filer and read back through every other with its checksum. Its volume's "
+        "copies are looked up on the master: as many as the replication says, and, for every "
+        "volume, whether its copies sit on distinct physical hosts (with the plan's interim "
+        "`002` in one rack they may not: the planner says so, and the check names the volumes "
+        "where it happened)."
+    ),
+    new_code_cell(
+        "probe = phase2.write_probe(sw) if sw else None\n"
+        "ev.add(phase2.check_read_back(sw, probe), *phase2.check_replicated(ctx, sw, probe))\n"
+        "phase2.copies_table(sw) if sw else None"
+    ),
+    new_code_cell(
+        "if sw:\n"
+        '    display(ev.figure(phase2.copies_figure(sw), "copies"))'
+    ),
+    new_markdown_cell(
+        "## The planner against SeaweedFS\n\nFor every replication code the planner lists for "
+        "this layout, the live master grows one volume in a throwaway collection (deleted "
+        "afterwards). Grown or refused, and SeaweedFS's own reason beside the planner's: any "
+        "disagreement fails the check."
+    ),
+    new_code_cell("agree, table = phase2.check_planner(ctx, sw)\nev.add(agree)\ntable"),
+    new_markdown_cell(
+        "## Survive a node's host going down\n\nSkipped unless `allow_disruption=True`. The "
+        "host of a volume server that holds a copy of the file (a worker's first, and only one "
+        "whose loss keeps the API) is powered off through the target's power commands; the "
+        "file must read back through a filer elsewhere. The host is always powered back on."
+    ),
+    new_code_cell(
+        "ev.add(phase2.rehearse_host_loss(ctx, sw, probe, api))\n"
+        "print(phase2.cleanup(sw, probe).detail)\n"
+        "ev"
+    ),
+    new_code_cell("evidence.finish(ev)"),
+]
+
 PHASE6 = [
     new_markdown_cell(
         "# Phase 6: control-plane HA\n\n"
@@ -136,4 +230,5 @@ def write(name: str, cells: list[nbformat.NotebookNode]) -> None:
 
 if __name__ == "__main__":
     write("phase1", PHASE1)
+    write("phase2", PHASE2)
     write("phase6", PHASE6)

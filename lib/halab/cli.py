@@ -299,6 +299,8 @@ def _cmd_twin(args: argparse.Namespace) -> int:
     print(f"  VIP {doc['vip']} held by {doc.get('vip_holder') or 'nobody'}")
     for node, ready in sorted((doc.get("nodes") or {}).items()):
         print(f"  node {node:10} {'Ready' if ready else 'NotReady'}")
+    for pod in doc.get("pods") or []:
+        print(f"  pod  {pod['pod']} on {pod['node']}: {pod['phase']}; runs {pod['runs']}")
     if doc.get("api_error"):
         print(f"  API through the VIP: {doc['api_error']}")
     return 0 if doc["running"] else 1

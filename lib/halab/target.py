@@ -71,7 +71,14 @@ class Target(_Strict):
     secrets: dict[str, str] = Field(default_factory=dict)  # secret name -> env variable
     etcd: EtcdAccess = Field(default_factory=EtcdAccess)
     power: PowerCommands = Field(default_factory=PowerCommands)
+    # What this cluster cannot do, capability -> why: a check that needs it skips with
+    # the reason rather than passing (the twin has no GPU, for one).
+    cannot: dict[str, str] = Field(default_factory=dict)
     source: str = ""
+
+    def lacks(self, capability: str) -> str | None:
+        """Why the cluster cannot do `capability`, or None when nothing says it cannot."""
+        return self.cannot.get(capability)
 
 
 def load_target(path: str | Path) -> Target:

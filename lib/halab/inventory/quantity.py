@@ -21,7 +21,9 @@ _SUFFIX = {
     "Pi": Decimal(2**50),
     "Ei": Decimal(2**60),
 }
-_PATTERN = re.compile(r"^\s*([+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kMGTPE]i?|m)?\s*$")
+_PATTERN = re.compile(
+    r"^\s*([+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(Ki|Mi|Gi|Ti|Pi|Ei|[kMGTPE]|m)?\s*$"
+)
 
 
 def parse_quantity(value: str | int | float) -> Decimal:

@@ -365,6 +365,40 @@ def rollout_even_etcd(a: Analysis) -> Iterator[Finding]:
             )
 
 
+SEAWEEDFS_PHASE = 2  # the kit's phase that deploys SeaweedFS (the plan's phase 2)
+
+
+def rollout_seaweedfs_masters(a: Analysis) -> Iterator[Finding]:
+    """SeaweedFS is deployed in phase 2 with every master of the inventory as a raft peer;
+    until a majority of them has joined, no master leads and nothing can be stored."""
+    if not a.inv.rollout or not a.inv.seaweed_masters:
+        return
+    rows = rollout_quorum(a.inv)
+
+    def state(phase: int) -> str:  # the masters once `phase` is done
+        return str([r for r in rows if int(str(r["phase"])) <= phase][-1]["seaweedfs_masters"])
+
+    if "NO leader" not in state(SEAWEEDFS_PHASE):
+        return
+    until = next((p for p in range(SEAWEEDFS_PHASE, 10) if "NO leader" not in state(p)), None)
+    masters = ", ".join(m.name for m in a.inv.seaweed_masters)
+    yield Finding(
+        id="rollout-seaweedfs-masters",
+        severity="error",
+        title=f"SeaweedFS has no master leader from phase {SEAWEEDFS_PHASE} "
+        + (f"until phase {until}" if until is not None else "on"),
+        evidence=f"The masters ({masters}) are raft peers of one another; in phase "
+        f"{SEAWEEDFS_PHASE} {state(SEAWEEDFS_PHASE)}. Without a majority no leader is elected, "
+        "no volume server registers and no file can be written, so the storage of phase "
+        f"{SEAWEEDFS_PHASE} (and everything on it) does not work until then.",
+        fix="run a single master (-peers=none on the node already there) until the other "
+        "master nodes have joined, then grow to three; or give the master role only to nodes "
+        f"present by phase {SEAWEEDFS_PHASE}",
+        plan_says="Phase 2: cp1: 100GB (master + volume + filer)",
+        section="Phase 2",
+    )
+
+
 def _uses_gpu(inv: Inventory, app: App) -> bool:
     if app.kind == "docker":
         return any(d.startswith("/dev/dri") for d in app.devices)
@@ -385,6 +419,7 @@ FINDING_RULES: tuple[FindingRule, ...] = (
     hw_transcode_shares,
     nfs_write_to_ro,
     rollout_even_etcd,
+    rollout_seaweedfs_masters,
 )
 
 

@@ -77,10 +77,17 @@ def rollout_quorum(inv: Inventory) -> list[dict[str, object]]:
         hosts = sorted({n.host for n in inv.nodes_present(phase)})
         lost = [h for h in hosts if not _quorum(servers, {h}).holds]
         quorum = _quorum(servers, set())
+        present = {n.name for n in inv.nodes_present(phase)}
+        masters = Quorum(
+            tuple(m.name for m in inv.seaweed_masters),
+            tuple(m.name for m in inv.seaweed_masters if m.name in present),
+        )
         rows.append(
             {
                 "phase": phase,
                 "joins": ", ".join(n.name for n in inv.nodes_joining(phase)),
+                "seaweedfs_masters": f"{len(masters.up)} of {masters.total} there, "
+                + ("a leader can be elected" if masters.holds else "NO leader"),
                 "control_plane": len(servers),
                 "etcd": f"{quorum.total} member{'' if quorum.total == 1 else 's'}, "
                 f"needs {quorum.needed}",

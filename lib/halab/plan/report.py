@@ -49,7 +49,14 @@ class PlanReport:
             "findings": findings,
             "rollout": pd.DataFrame(
                 self.rollout,
-                columns=["phase", "joins", "control_plane", "etcd", "one_host_down"],
+                columns=[
+                    "phase",
+                    "joins",
+                    "control_plane",
+                    "etcd",
+                    "one_host_down",
+                    "seaweedfs_masters",
+                ],
             ),
         }
 

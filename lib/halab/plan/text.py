@@ -33,7 +33,10 @@ def render_text(report: PlanReport) -> str:
     ]
     out += [
         "== Rollout: the control plane after each phase ==",
-        _table(frames["rollout"], ["phase", "joins", "control_plane", "etcd", "one_host_down"]),
+        _table(
+            frames["rollout"],
+            ["phase", "joins", "control_plane", "etcd", "one_host_down", "seaweedfs_masters"],
+        ),
         "",
     ]
     placement = frames["placement"].assign(

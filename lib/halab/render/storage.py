@@ -9,7 +9,7 @@ node: the data belongs to the node, and a pod that moved would leave it behind.
 from __future__ import annotations
 
 from halab.inventory import Inventory, Node
-from halab.plan.placement import DEFAULT_RACK
+from halab.plan.placement import DEFAULT_RACK, slots_for
 from halab.render.objects import hostname_affinity, kustomization, labels, meta, selector
 from halab.render.yamltext import Obj, dump, dump_all
 
@@ -121,6 +121,8 @@ def seaweedfs(inv: Inventory) -> list[Obj]:
                 f"-peers={peers}",
                 f"-defaultReplication={sw.replication.rjust(3, '0')}",
                 f"-volumeSizeLimitMB={sw.volume_size_limit_mb}",
+                # weed reports usage to telemetry.seaweedfs.com unless told not to.
+                "-telemetry=false",
             ],
             MASTER_PORT,
         )
@@ -133,8 +135,10 @@ def seaweedfs(inv: Inventory) -> list[Obj]:
                 f"-ip={_host('volume', v)}",
                 f"-port={VOLUME_PORT}",
                 "-dir=/data",
-                "-max=0",
-                f"-mserver={peers}",
+                # The slots the inventory's volume_gib gives (the planner's count), not
+                # -max=0, which would size the volume server by the whole disk it sits on.
+                f"-max={slots_for(v.seaweedfs.volume_gib, sw.volume_size_limit_mb)}",
+                f"-master={peers}",
                 f"-dataCenter={sw.data_center}",
                 f"-rack={rack_of(inv, v)}",
             ],

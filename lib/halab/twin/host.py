@@ -20,6 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from halab.inventory import Inventory, load_inventory
+from halab.inventory.model import Node as InventoryNode
 from halab.twin.api.admission import Tolerations
 from halab.twin.api.server import ApiServer
 from halab.twin.api.store import Store
@@ -27,6 +28,7 @@ from halab.twin.bootstrap import bootstrap
 from halab.twin.client import Client
 from halab.twin.controllers.leader import LeaderElector, Timings
 from halab.twin.controllers.manager import Manager, Settings
+from halab.twin.dns import ClusterDns, dns_address
 from halab.twin.etcd import member_command
 from halab.twin.kubelet.agent import Kubelet
 from halab.twin.kubelet.node import KUBELET_PORT
@@ -54,6 +56,13 @@ class Host:
         self.tasks: list[asyncio.Task[None]] = []
         self.clients: list[Client] = []
 
+    def node_root(self, node: InventoryNode) -> Path:
+        """The node's own filesystem, where its hostPath volumes live: a VM or container
+        has a disk of its own, a bare-metal node is its host."""
+        if node.kind == "bare-metal":
+            return self.host_dir / "root"
+        return self.host_dir / "nodes" / node.name / "root"
+
     def server_addresses(self) -> list[str]:
         return [f"http://{self.topology.nodes[n.name]}:{API_PORT}" for n in self.inv.servers]
 
@@ -76,7 +85,20 @@ class Host:
             await self._control_plane(node.name)
         for node in (n for n in self.inv.nodes if n.host == self.name):
             await self._kubelet(node.name, is_server=node.k3s_role == "server")
+        self._cluster_dns(servers[0].name if servers else None)
         await asyncio.gather(*self.tasks)
+
+    def _cluster_dns(self, local_server: str | None) -> None:
+        # This host's share of the cluster DNS, reading its own API server where it has one.
+        endpoints = (
+            [f"http://{self.topology.nodes[local_server]}:{API_PORT}"]
+            if local_server
+            else self.server_addresses()
+        )
+        client = Client(endpoints)
+        self.clients.append(client)
+        server = ClusterDns(client, dns_address(self.topology.pod_octet))
+        self.tasks.append(asyncio.create_task(server.run()))
 
     async def _control_plane(self, node_name: str) -> None:
         address = str(self.topology.nodes[node_name])
@@ -145,7 +167,7 @@ class Host:
             self.inv.cluster.k3s_version,
             node.gpu.resource_name if node.gpu else None,
             self.host_dir / "kubelet" / node_name,
-            self.host_dir / "root",
+            self.node_root(node),
             self.dir,
             self.timings.kubelet_heartbeat,
             self.topology.pod_octet,

@@ -26,6 +26,11 @@ from halab.twin.etcd import EtcdClient, EtcdError
 from halab.twin.topology import TWIN_NETWORK, TwinTopology
 
 API_PORT = 6443
+CANNOT = {
+    "csi": "the twin does not run the SeaweedFS CSI driver yet (no weed mount in pods): "
+    "claims of its StorageClasses stay Pending",
+    "gpu": "there is no GPU on this machine: the twin's GPU devices are placeholders",
+}
 
 
 class TwinError(StepError):
@@ -152,6 +157,8 @@ def write_access_files(paths: TwinPaths, topology: TwinTopology, inv: Inventory)
         "power:\n"
         f"  off: {twin} fail {{host}}\n"
         f"  on: {twin} recover {{host}}\n"
+        "# What the twin cannot do: checks that need it skip with this reason.\n"
+        "cannot:\n" + "".join(f"  {key}: {json.dumps(why)}\n" for key, why in CANNOT.items())
     )
 
 
@@ -187,6 +194,23 @@ def nodes_ready(vip_url: str) -> dict[str, bool]:
         conds = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
         out[node["metadata"]["name"]] = conds.get("Ready") == "True"
     return out
+
+
+def pods_running(vip_url: str) -> list[dict[str, str]]:
+    """Every pod with what the twin runs for each of its containers (real program,
+    stand-in or placeholder, with its version), as the image catalogue decides."""
+    from halab.twin.images.catalogue import describe
+
+    doc = _get(f"{vip_url}/api/v1/pods")
+    return [
+        {
+            "pod": f"{pod['metadata']['namespace']}/{pod['metadata']['name']}",
+            "node": pod.get("spec", {}).get("nodeName") or "-",
+            "phase": pod.get("status", {}).get("phase", ""),
+            "runs": "; ".join(describe(c) for c in pod.get("spec", {}).get("containers") or []),
+        }
+        for pod in doc.get("items", [])
+    ]
 
 
 def wait_ready(
@@ -430,6 +454,7 @@ def status(directory: Path) -> dict[str, Any]:
         )
         out["vip_holder"] = lease.get("spec", {}).get("holderIdentity")
         out["nodes"] = nodes_ready(url)
+        out["pods"] = pods_running(url)
     except (OSError, urllib.error.URLError, ValueError) as exc:
         out["vip_holder"] = None
         out["api_error"] = str(exc)

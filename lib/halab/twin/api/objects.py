@@ -235,6 +235,10 @@ class Objects:
             return new
         if dry_run:
             return new
+        if _same(new, old):
+            # As kube-apiserver: a write that changes nothing is not written, so the
+            # resourceVersion stays and watchers see no event (a no-op apply, for one).
+            return old
         stored = await self.store.update(current.key, new, current.revision)
         if stored is None:
             raise conflict(res.plural, res.group, meta.get("name", ""))
@@ -381,3 +385,17 @@ class Objects:
             return min(current, grace) if grace is not None else current
         value = grace if grace is not None else spec.get("terminationGracePeriodSeconds", 30)
         return int(value) if value else None
+
+
+def _same(new: dict[str, Any], old: dict[str, Any]) -> bool:
+    """Equal but for the resourceVersion and the managedFields' timestamps."""
+
+    def comparable(obj: dict[str, Any]) -> dict[str, Any]:
+        out = copy.deepcopy(obj)
+        meta = out.get("metadata") or {}
+        meta.pop("resourceVersion", None)
+        for entry in meta.get("managedFields") or []:
+            entry.pop("time", None)
+        return out
+
+    return comparable(new) == comparable(old)

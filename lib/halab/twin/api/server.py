@@ -20,7 +20,7 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from halab.twin.api import discovery, openapi, protobuf, subresources
+from halab.twin.api import discovery, openapi, protobuf, proxy, subresources
 from halab.twin.api.admission import Tolerations
 from halab.twin.api.apply import server_side_apply
 from halab.twin.api.objects import Objects
@@ -204,6 +204,18 @@ class ApiServer:
                 if doc is None:
                     raise ApiError(404, "the server could not find the requested resource")
                 return _json(doc)
+            # services/NAME/proxy/PATH and pods/NAME/proxy/PATH: forwarded, any method.
+            ns_rest = rest[2:] if rest[0] == "namespaces" and len(rest) > 2 else rest
+            if (
+                group == ""
+                and rest[0] == "namespaces"
+                and len(ns_rest) >= 3
+                and ns_rest[0] in ("services", "pods")
+                and ns_rest[2] == "proxy"
+            ):
+                return await proxy.forward(
+                    self, request, ns_rest[0], rest[1], ns_rest[1], "/".join(ns_rest[3:])
+                )
             route = self._route(group, version, rest)
             return await self._serve(request, route)
         raise ApiError(404, "the server could not find the requested resource")

@@ -34,6 +34,9 @@ def subsets(service: dict[str, Any], pods: list[dict[str, Any]]) -> list[dict[st
         and p.get("status", {}).get("podIP")
         and not is_terminating(p)
     ]
+    # publishNotReadyAddresses: every pod counts as ready for its Service (headless
+    # peers that must find each other before they are ready, such as SeaweedFS masters).
+    publish = bool(service["spec"].get("publishNotReadyAddresses"))
     out = []
     for port in ports:
         ready: list[dict[str, Any]] = []
@@ -54,7 +57,10 @@ def subsets(service: dict[str, Any], pods: list[dict[str, Any]]) -> list[dict[st
                     "uid": pod["metadata"]["uid"],
                 },
             }
-            (ready if pod_ready(pod) else not_ready).append(addr)
+            spec = pod["spec"]
+            if spec.get("hostname") and spec.get("subdomain") == service["metadata"]["name"]:
+                addr["hostname"] = spec["hostname"]  # <hostname>.<svc> resolves in DNS
+            (ready if publish or pod_ready(pod) else not_ready).append(addr)
         if resolved is None:
             continue
         subset: dict[str, Any] = {

@@ -13,6 +13,20 @@ if TYPE_CHECKING:
     from halab.twin.controllers.manager import Manager
 
 DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
+# Provisioners the twin itself runs: k3s's local-path (a directory per claim). Claims of
+# any other provisioner (the SeaweedFS CSI driver, until the twin runs it) stay Pending.
+TWIN_PROVISIONERS = frozenset({"rancher.io/local-path"})
+_told: set[tuple[str, str]] = set()  # (claim uid, reason) already reported in an Event
+
+
+async def _once(
+    cm: Manager, pvc: dict[str, Any], reason: str, message: str, kind: str = "Normal"
+) -> None:
+    key = (str(pvc["metadata"].get("uid")), reason)
+    if key in _told:
+        return
+    _told.add(key)
+    await cm.event(pvc, reason, message, kind=kind, source="persistentvolume-controller")
 
 
 def _size(value: Any) -> float:
@@ -65,7 +79,29 @@ async def reconcile(cm: Manager) -> None:
             await _bind(cm, pvc, best, klass)
             pvs = [pv for pv in pvs if pv is not best]
         elif klass in classes and not named:
-            await _provision(cm, pvc, classes[klass])
+            provisioner = str(classes[klass].get("provisioner", ""))
+            if provisioner in TWIN_PROVISIONERS:
+                await _provision(cm, pvc, classes[klass])
+            else:
+                # No stand-in pretends to be a driver the twin does not run: the claim
+                # waits, as it would at home with the driver missing.
+                await _once(
+                    cm,
+                    pvc,
+                    "ExternalProvisioning",
+                    f"Waiting for a volume to be created either by the external provisioner "
+                    f'"{provisioner}" or manually by the system administrator. If volume '
+                    "creation is delayed, please verify that the provisioner is running and "
+                    "correctly registered.",
+                )
+        elif klass and not named:
+            await _once(
+                cm,
+                pvc,
+                "ProvisioningFailed",
+                f'storageclass.storage.k8s.io "{klass}" not found',
+                kind="Warning",
+            )
 
 
 async def _bind(cm: Manager, pvc: dict[str, Any], pv: dict[str, Any], klass: str) -> None:

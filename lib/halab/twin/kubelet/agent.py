@@ -18,6 +18,8 @@ from halab.inventory.model import Node as InventoryNode
 from halab.twin.api.admission import now
 from halab.twin.client import Client, ClientError, Informer, path
 from halab.twin.controllers.leader import micro_time
+from halab.twin.dns import dns_address, resolv_conf
+from halab.twin.images.catalogue import program_for
 from halab.twin.kubelet import runtime
 from halab.twin.kubelet.node import conditions, node_object
 from halab.twin.kubelet.probes import probe_ok
@@ -66,6 +68,7 @@ class Kubelet:
         self.twin_root = twin_root
         self.heartbeat = heartbeat
         self.pod_octet = pod_octet
+        self.nameserver = dns_address(pod_octet)
         self.pods: dict[str, PodState] = {}
         self.informer = Informer(
             client, path("v1", "pods"), {"fieldSelector": f"spec.nodeName={node.name}"}
@@ -227,9 +230,7 @@ class Kubelet:
         # Processes can exit and probes need running: look often. A placeholder without
         # probes changes only when its pod object does, which wakes us anyway.
         containers = pod["spec"].get("containers") or []
-        busy = any(
-            runtime.is_plain(c.get("image", "")) or c.get("readinessProbe") for c in containers
-        )
+        busy = any(program_for(c).kind == "process" or c.get("readinessProbe") for c in containers)
         return 0.2 if busy else 5.0
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
@@ -326,21 +327,14 @@ class Kubelet:
             attempts = 0
             while True:
                 log_path = pod_dir / "logs" / f"{c['name']}.log"
-                if not runtime.is_plain(c.get("image", "")):
+                if program_for(c).kind != "process":
                     log_path.parent.mkdir(parents=True, exist_ok=True)
                     log_path.write_text(
                         f"halab twin: init container {c.get('image')} has nothing to run here\n"
                     )
                     code = 0
                 else:
-                    binds = {
-                        m["mountPath"]: volumes[m["name"]]
-                        for m in c.get("volumeMounts") or []
-                        if m.get("name") in volumes
-                    }
-                    running = await runtime.start_process(
-                        c, self._env(pod, c, state), binds, log_path, now(), str(self.twin_root)
-                    )
+                    running = await self._launch(state, pod, c, volumes, pod_dir, log_path)
                     assert running.process is not None
                     code = await running.process.wait()
                 state.init[c["name"]] = (code, attempts)
@@ -392,20 +386,42 @@ class Kubelet:
         pod_dir: Path,
     ) -> None:
         log_path = pod_dir / "logs" / f"{c['name']}.log"
-        stamp = now()
-        if runtime.is_plain(c.get("image", "")):
-            binds = {
-                m["mountPath"]: volumes[m["name"]]
-                for m in c.get("volumeMounts") or []
-                if m.get("name") in volumes
-            }
-            running = await runtime.start_process(
-                c, self._env(pod, c, state), binds, log_path, stamp, str(self.twin_root)
-            )
-        else:
-            running = await runtime.start_placeholder(c, state.ip, log_path, stamp)
+        running = await self._launch(state, pod, c, volumes, pod_dir, log_path)
         state.containers[c["name"]] = running
         state.ready[c["name"]] = c.get("readinessProbe") is None
+
+    async def _launch(
+        self,
+        state: PodState,
+        pod: dict[str, Any],
+        c: dict[str, Any],
+        volumes: dict[str, Path],
+        pod_dir: Path,
+        log_path: Path,
+    ) -> runtime.Running:
+        """Start one container as the image catalogue says: a sandboxed process with the
+        pod's volumes and resolv.conf, or a placeholder on the pod's address."""
+        program = program_for(c)
+        if program.kind == "placeholder":
+            return await runtime.start_placeholder(c, state.ip, log_path, now())
+        binds = {
+            m["mountPath"]: volumes[m["name"]]
+            for m in c.get("volumeMounts") or []
+            if m.get("name") in volumes
+        }
+        resolv = pod_dir / "resolv.conf"
+        resolv.parent.mkdir(parents=True, exist_ok=True)
+        resolv.write_text(resolv_conf(pod["metadata"]["namespace"], self.nameserver))
+        return await runtime.start_process(
+            c,
+            program,
+            self._env(pod, c, state),
+            binds,
+            log_path,
+            now(),
+            str(self.twin_root),
+            files={"/etc/resolv.conf": resolv},
+        )
 
     def _env(self, pod: dict[str, Any], c: dict[str, Any], state: PodState) -> dict[str, str]:
         fields = {

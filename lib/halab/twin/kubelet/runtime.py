@@ -1,10 +1,11 @@
-"""How the twin's kubelet runs a container.
+"""How the twin's kubelet runs a container, once the image catalogue has said what.
 
-A plain OS image (busybox, alpine, debian, ubuntu) runs its command as a real process in
-a bubblewrap sandbox: this machine's /usr read-only, a fresh /tmp, the pod's volumes
-bound at their mount paths, nothing of the real root writable. Every other image runs as
-a placeholder served from the kubelet's event loop: it listens on the container's
-declared ports and answers HTTP, so TCP and HTTP probes pass, with no process per pod.
+A process (a plain OS image's command, the real weed of a SeaweedFS image) runs in a
+bubblewrap sandbox: this machine's /usr read-only, a fresh /tmp, the pod's volumes bound
+at their mount paths, the pod's resolv.conf pointing at the cluster DNS, nothing of the
+real root writable. A placeholder is served from the kubelet's event loop: it listens on
+the container's declared ports and answers HTTP, so TCP and HTTP probes pass, with no
+process per pod.
 """
 
 from __future__ import annotations
@@ -18,16 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PLAIN_IMAGES = ("busybox", "alpine", "debian", "ubuntu")
-
-
-def is_plain(image: str) -> bool:
-    name = image.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
-    return name in PLAIN_IMAGES
+from halab.twin.images.catalogue import Program
 
 
 def sandbox_command(
-    command: list[str], binds: dict[str, Path], workdir: str, tag: str = ""
+    command: list[str],
+    binds: dict[str, Path],
+    workdir: str,
+    tag: str = "",
+    files: dict[str, Path] | None = None,
 ) -> list[str]:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
@@ -44,11 +44,17 @@ def sandbox_command(
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for mount_path, source in sorted(binds.items()):
         args += ["--bind", str(source), mount_path]
+    # Read-only files laid over the view: the pod's resolv.conf, a program's binary.
+    for inside, source in sorted((files or {}).items()):
+        args += ["--ro-bind", str(source), inside]
     if tag:
         # Names the twin on the command line, so `twin down` checks can find every process.
         args += ["--setenv", "HALAB_TWIN", tag]
     args += ["--unshare-pid", "--die-with-parent", "--chdir", workdir or "/", "--", *command]
     return args
+
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass
@@ -100,7 +106,7 @@ async def start_placeholder(
 ) -> Running:
     image = container.get("image", "")
     running = Running(log_path, started_at=started_at)
-    lines = [f"halab twin: {image} runs as a placeholder (only plain OS images run commands)"]
+    lines = [f"halab twin: {image} runs as a placeholder (the twin has no program for it)"]
     for port in container.get("ports") or []:
         if port.get("protocol", "TCP") != "TCP":
             continue
@@ -122,24 +128,29 @@ async def start_placeholder(
 
 async def start_process(
     container: dict[str, Any],
+    program: Program,
     env: dict[str, str],
     binds: dict[str, Path],
     log_path: Path,
     started_at: str,
     tag: str = "",
+    files: dict[str, Path] | None = None,
 ) -> Running:
-    command = list(container.get("command") or []) + list(container.get("args") or [])
-    if not command:
-        command = ["sh"]  # the plain images' default command
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out = log_path.open("ab")
     try:
         process = await asyncio.create_subprocess_exec(
-            *sandbox_command(command, binds, container.get("workingDir", "/"), tag),
+            *sandbox_command(
+                program.argv,
+                binds,
+                container.get("workingDir", "/"),
+                tag,
+                {**program.files, **(files or {})},
+            ),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=out,
             stderr=asyncio.subprocess.STDOUT,
-            env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", **env},
+            env={"PATH": ":".join([*program.path, DEFAULT_PATH]), **env},
             start_new_session=True,
         )
     finally:

