@@ -30,6 +30,7 @@ from halab.context import open_context
 from halab.inventory.yaml_source import read_yaml
 from halab.kube import api_client, wait_for
 from halab.phases import phase2
+from halab.phases.seaweed_servers import all_servers, wait_ready
 from halab.twin import supervisor
 from halab.twin.topology import TWIN_NETWORK
 
@@ -167,22 +168,10 @@ def main() -> None:
             api = api_client(ctx.target)  # type: ignore[arg-type]
             start = time.perf_counter()
             phase2.deliver(ctx, api)
-            all_servers = {s.pod for s in phase2.all_servers(ctx)}
-            from kubernetes import client
-
-            core = client.CoreV1Api(api)
-            wait_for(
-                lambda: (
-                    all_servers
-                    <= {
-                        p.metadata.name
-                        for p in core.list_namespaced_pod("seaweedfs").items
-                        if phase2.pod_ready(p)
-                    }
-                ),
-                300,
-                "every SeaweedFS pod Ready",
-            )
+            every = {s.pod for s in all_servers(ctx)}
+            readiness = wait_ready(api, every, 300)
+            if "Ready after" not in readiness.detail:
+                raise SystemExit(f"SeaweedFS did not come up: {readiness.detail}")
             ready = time.perf_counter() - start
             time.sleep(3)
             loaded = memory_mib(directory)
@@ -191,7 +180,7 @@ def main() -> None:
         finally:
             supervisor.down(directory)
     print(f"twin up (API on the VIP, every node Ready): {up:.1f} s")
-    print(f"SeaweedFS delivered -> all {len(all_servers)} pods Ready: {ready:.1f} s")
+    print(f"SeaweedFS delivered -> all {len(every)} pods Ready: {ready:.1f} s")
     print(
         f"twin memory: {bare[0]:.0f} MiB RSS / {bare[1]:.0f} MiB PSS without SeaweedFS, "
         f"{loaded[0]:.0f} MiB RSS / {loaded[1]:.0f} MiB PSS with it"

@@ -119,12 +119,14 @@ PHASE2 = [
     ),
     new_markdown_cell(
         "## Servers, masters, CSI\n\nEach node's pods Running, the masters' raft leader, "
-        "every volume server registered in the rack the render gave it, and the CSI driver "
-        "registered on the nodes that run pods."
+        "every volume server registered in the rack the render gave it, what `weed shell` "
+        "says (`cluster.check`, and `volume.fix.replication` simulated: the volumes a repair "
+        "would copy), and the CSI driver registered on the nodes that run pods."
     ),
     new_code_cell(
         "ev.add(*phase2.check_pods(ctx, api))\n"
         "ev.add(phase2.check_masters(ctx, sw), phase2.check_registered(ctx, sw))\n"
+        "ev.add(*phase2.check_health(sw))\n"
         "ev.add(*phase2.check_csi(ctx, api), *phase2.check_claim(ctx, api))\n"
         "ev"
     ),

@@ -21,6 +21,7 @@ import pandas as pd
 from halab.errors import StepError
 from halab.inventory import Inventory
 from halab.render.storage import FILER_PORT, MASTER_PORT, NS, VOLUME_PORT
+from halab.seaweed_shell import ClusterCheck, Repair, cluster_check, fix_replication
 
 
 class SeaweedError(StepError):
@@ -52,6 +53,8 @@ class Answer:
             return self.body.decode("utf-8", "replace").strip()
         if isinstance(doc, dict) and doc.get("error"):
             return " ".join(str(doc["error"]).split())
+        if isinstance(doc, dict) and doc.get("kind") == "Status":  # the API server's own
+            return f"the API server's proxy: {doc.get('message', '')}"
         return self.body.decode("utf-8", "replace").strip()
 
 
@@ -285,17 +288,34 @@ class SeaweedFS:
             },
         )
         try:
-            wait_for(
-                lambda: (
-                    core.read_namespaced_pod(name, self.namespace).status.phase
-                    in ("Succeeded", "Failed")
-                ),
-                timeout,
-                "weed shell finished",
-            )
+            try:
+                wait_for(
+                    lambda: (
+                        core.read_namespaced_pod(name, self.namespace).status.phase
+                        in ("Succeeded", "Failed")
+                    ),
+                    timeout,
+                    "weed shell finished",
+                )
+            except Exception as exc:  # say where the pod is, not only that it did not end
+                pod = core.read_namespaced_pod(name, self.namespace)
+                where = f"pod {name} on {pod.spec.node_name or 'no node'}, {pod.status.phase}"
+                raise SeaweedError(
+                    "weed shell", f"did not finish ({where})", said=str(exc)
+                ) from None
             return str(core.read_namespaced_pod_log(name, self.namespace))
         finally:
             core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)
+
+    def health(self) -> tuple[ClusterCheck, bool, list[Repair]]:
+        """`cluster.check` and a simulated `volume.fix.replication`, in one shell."""
+        text = self.shell(["cluster.check", "volume.fix.replication"])
+        simulated, repairs = fix_replication(text)
+        if not simulated:
+            raise SeaweedError(
+                "weed shell", "volume.fix.replication did not say it simulated", said=text[-300:]
+            )
+        return cluster_check(text), simulated, repairs
 
     # -- names ----------------------------------------------------------------------------------
 

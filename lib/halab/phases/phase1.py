@@ -7,6 +7,7 @@ verify each can schedule pods. Which nodes those are comes from the inventory's 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -85,39 +86,36 @@ def label_nodes(ctx: Context, api: Any, dry_run: bool = False) -> list[Change]:
     return changes
 
 
-def check_ready(ctx: Context, api: Any) -> list[Check]:
+def _per_node(
+    ctx: Context,
+    api: Any,
+    kind: str,
+    title: str,
+    verdict: Callable[[NodeScope, Node], Check | Verdict],
+) -> list[Check]:
+    """One timed check per node this phase brings in; skipped without nodes or target."""
     joining = nodes(ctx)
     if not joining:
-        return [nothing_joins("ready", PHASE)]
+        return [nothing_joins(kind, PHASE)]
     if api is None:
-        return [no_target(f"ready-{n.name}", f"{n.name} is Ready") for n in joining]
+        return [no_target(f"{kind}-{n.name}", title.format(n.name)) for n in joining]
     live = LiveNodes(api)
     return [
         timed(
-            f"ready-{n.name}",
-            f"{n.name} is Ready",
-            live.scope(ctx, n.name, PHASE).ready,
+            f"{kind}-{n.name}",
+            title.format(n.name),
+            partial(verdict, live.scope(ctx, n.name, PHASE), n),
         )
         for n in joining
     ]
+
+
+def check_ready(ctx: Context, api: Any) -> list[Check]:
+    return _per_node(ctx, api, "ready", "{} is Ready", lambda scope, _node: scope.ready())
 
 
 def check_labels(ctx: Context, api: Any) -> list[Check]:
-    joining = nodes(ctx)
-    if not joining:
-        return [nothing_joins("labels", PHASE)]
-    title = "{} has its labels and taints"
-    if api is None:
-        return [no_target(f"labels-{n.name}", title.format(n.name)) for n in joining]
-    live = LiveNodes(api)
-    return [
-        timed(
-            f"labels-{n.name}",
-            title.format(n.name),
-            partial(_labels_and_taints, live.scope(ctx, n.name, PHASE), n),
-        )
-        for n in joining
-    ]
+    return _per_node(ctx, api, "labels", "{} has its labels and taints", _labels_and_taints)
 
 
 def _labels_and_taints(scope: NodeScope, node: Node) -> Verdict:
@@ -152,21 +150,13 @@ def _labels_and_taints(scope: NodeScope, node: Node) -> Verdict:
 
 
 def check_test_pods(ctx: Context, api: Any) -> list[Check]:
-    joining = nodes(ctx)
-    if not joining:
-        return [nothing_joins("test-pod", PHASE)]
-    title = "A test pod runs on {}"
-    if api is None:
-        return [no_target(f"test-pod-{n.name}", title.format(n.name)) for n in joining]
-    live = LiveNodes(api)
-    return [
-        timed(
-            f"test-pod-{n.name}",
-            title.format(n.name),
-            partial(_test_pod, api, live.scope(ctx, n.name, PHASE), n),
-        )
-        for n in joining
-    ]
+    return _per_node(
+        ctx,
+        api,
+        "test-pod",
+        "A test pod runs on {}",
+        lambda scope, node: _test_pod(api, scope, node),
+    )
 
 
 def _test_pod(api: Any, scope: NodeScope, node: Node) -> Check | Verdict:

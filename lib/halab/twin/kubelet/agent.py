@@ -74,7 +74,11 @@ class Kubelet:
             client, path("v1", "pods"), {"fieldSelector": f"spec.nodeName={node.name}"}
         )
         self._wake = asyncio.Event()
-        self._next_ip = 2
+        # Pod addresses go round the node's range as CNI's host-local IPAM does, from the
+        # last one handed out (kept on the node's disk): a node that reboots does not give
+        # its new pods the addresses its old ones had, which peers may still have cached.
+        self._ipam = data_dir / "ipam-last-reserved"
+        self._next_ip = self._last_reserved() + 1
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- node -----------------------------------------------------------------------------
@@ -248,10 +252,20 @@ class Kubelet:
         used = {s.ip for s in self.pods.values()}
         octet = int(self.address) & 0xFF
         while True:
+            if self._next_ip > 254:
+                self._next_ip = 2
             ip = f"127.{self.pod_octet}.{octet}.{self._next_ip}"
-            self._next_ip = self._next_ip + 1 if self._next_ip < 254 else 2
+            self._next_ip += 1
             if ip not in used:
+                self._ipam.parent.mkdir(parents=True, exist_ok=True)
+                self._ipam.write_text(f"{self._next_ip - 1}\n")
                 return ip
+
+    def _last_reserved(self) -> int:
+        try:
+            return max(1, min(254, int(self._ipam.read_text().strip())))
+        except (OSError, ValueError):
+            return 1
 
     def _current(self, ns: str, name: str) -> dict[str, Any] | None:
         return self.informer.items.get((ns, name))

@@ -1,0 +1,169 @@
+"""Phase 2's checks of the CSI driver: registered on the nodes that run pods, and a test
+claim of its StorageClass bound, written by one pod and read back by another."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from functools import partial
+from typing import Any
+
+from halab.context import Context
+from halab.evidence import Check, Status, timed
+from halab.explain import explain
+from halab.kube import wait_for
+from halab.phases.cluster_checks import no_target
+
+CSI_DRIVER = "seaweedfs-csi-driver"
+Verdict = tuple[Status, str]
+
+
+def check_csi(ctx: Context, api: Any, phase: int) -> list[Check]:
+    """The CSI driver registered (a CSINode entry) on every node that runs pods."""
+    from kubernetes import client
+
+    title = f"The CSI driver ({CSI_DRIVER}) registered on the workers"
+    if api is None or ctx.target is None:
+        return [no_target("csi-registered", title)]
+    if why := ctx.target.lacks("csi"):
+        return [Check("csi-registered", title, "skip", why)]
+
+    def run() -> Verdict:
+        storage_api = client.StorageV1Api(api)
+        workers = [
+            n.name
+            for n in ctx.inventory.nodes_present(phase)
+            if not any(t.effect == "NoSchedule" for t in n.taints)
+        ]
+        missing = []
+        for name in workers:
+            try:
+                drivers = storage_api.read_csi_node(name).spec.drivers or []
+            except Exception as exc:  # no CSINode for the node at all
+                missing.append(f"{name} ({explain(exc)})")
+                continue
+            if not any(d.name == CSI_DRIVER for d in drivers):
+                missing.append(name)
+        if missing:
+            return "fail", f"not registered on {', '.join(missing)}"
+        return "pass", f"registered on {', '.join(workers)}"
+
+    return [timed("csi-registered", title, run)]
+
+
+def check_claim(ctx: Context, api: Any, timeout: float = 120) -> list[Check]:
+    """A test claim of the RWO class binds, a pod writes a file to it and a second pod
+    reads it back with the same checksum."""
+    from kubernetes import client
+
+    titles = {
+        "pvc-binds": "A test PVC of seaweedfs-ha binds",
+        "pvc-write-read": "A pod writes to the PVC and another reads it back",
+    }
+    if api is None or ctx.target is None:
+        return [no_target(cid, title) for cid, title in titles.items()]
+    if why := ctx.target.lacks("csi"):
+        return [Check(cid, title, "skip", why) for cid, title in titles.items()]
+    from halab.phases.cluster_checks import CHECK_NAMESPACE, ensure_namespace
+
+    core = client.CoreV1Api(api)
+    ensure_namespace(api)
+    name = f"seaweedfs-probe-{uuid.uuid4().hex[:5]}"
+    core.create_namespaced_persistent_volume_claim(
+        CHECK_NAMESPACE,
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "seaweedfs-ha",
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+    checks = []
+    try:
+        bound = timed(
+            "pvc-binds",
+            titles["pvc-binds"],
+            lambda: _bound(core, name, timeout),
+        )
+        checks.append(bound)
+        if bound.status != "pass":
+            checks.append(
+                Check("pvc-write-read", titles["pvc-write-read"], "fail", "the claim did not bind")
+            )
+            return checks
+        checks.append(
+            timed(
+                "pvc-write-read", titles["pvc-write-read"], lambda: _write_read(core, name, timeout)
+            )
+        )
+    finally:
+        core.delete_namespaced_persistent_volume_claim(name, CHECK_NAMESPACE)
+    return checks
+
+
+def _bound(core: Any, claim: str, timeout: float) -> Verdict:
+    from halab.phases.cluster_checks import CHECK_NAMESPACE
+
+    pvc = wait_for(
+        lambda: (
+            (c := core.read_namespaced_persistent_volume_claim(claim, CHECK_NAMESPACE)).status.phase
+            == "Bound"
+            and c
+        ),
+        timeout,
+        f"claim {claim} Bound",
+    )
+    return "pass", f"{claim} bound to {pvc.spec.volume_name}"
+
+
+def _finished(core: Any, pod: str) -> Any:
+    from halab.phases.cluster_checks import CHECK_NAMESPACE
+
+    found = core.read_namespaced_pod(pod, CHECK_NAMESPACE)
+    return found if found.status.phase in ("Succeeded", "Failed") else None
+
+
+def _write_read(core: Any, claim: str, timeout: float) -> Verdict:
+    from halab.phases.cluster_checks import CHECK_NAMESPACE
+
+    token = uuid.uuid4().hex
+    outputs = []
+    for step, script in (
+        ("write", f"echo {token} > /data/probe && sha256sum /data/probe"),
+        ("read", "sha256sum /data/probe"),
+    ):
+        pod = f"{claim}-{step}"
+        core.create_namespaced_pod(
+            CHECK_NAMESPACE,
+            {
+                "metadata": {"name": pod},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "probe",
+                            "image": "busybox:1.36",
+                            "command": ["sh", "-c", script],
+                            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                        }
+                    ],
+                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}],
+                },
+            },
+        )
+        try:
+            done = wait_for(
+                partial(_finished, core, pod),
+                timeout,
+                f"{step} pod finished",
+            )
+            outputs.append((done.status.phase, core.read_namespaced_pod_log(pod, CHECK_NAMESPACE)))
+        finally:
+            core.delete_namespaced_pod(pod, CHECK_NAMESPACE, grace_period_seconds=0)
+    expected = hashlib.sha256(f"{token}\n".encode()).hexdigest()
+    ok = all(phase == "Succeeded" and expected in log for phase, log in outputs)
+    return ("pass" if ok else "fail"), f"sha256 {expected[:12]}...: " + "; ".join(
+        f"{phase}: {log.strip()[:40]}" for phase, log in outputs
+    )
