@@ -188,6 +188,8 @@ def test_a_volume_servers_host_fails_and_comes_back(twin: TwinLab, storage: Cont
             30,
             f"the master drops {down}'s copies",
         )
+        # The master hands out only the live copies.
+        assert set(sw.lookup(volume)) == {n for n in holders if inv.node(n).host != down}
         read = sw.read_blob(alive, fid)
         assert (
             read.status == 200
@@ -234,6 +236,9 @@ def test_errors_name_the_server(twin: TwinLab, storage: Context) -> None:
     with pytest.raises(SeaweedError) as missing:
         sw.get("/no/such/file")
     assert "seaweedfs-filer-" in str(missing.value) and "HTTP 404" in str(missing.value)
+    with pytest.raises(SeaweedError) as unknown:
+        sw.lookup(999999)
+    assert "volume id 999999 not found" in str(unknown.value)
     nowhere = SeaweedFS(twin.api(), storage.inventory, namespace="no-such-namespace")
     with pytest.raises(SeaweedError) as unreachable:
         nowhere.cluster_status()

@@ -191,6 +191,11 @@ class SeaweedFS:
         columns = ["volume", "collection", "data_center", "rack", "node", "host", "size"]
         return pd.DataFrame(rows, columns=[*columns, "files", "replication"])
 
+    def lookup(self, volume: int) -> list[str]:
+        """The nodes the master says hold live copies of a volume (`/dir/lookup`)."""
+        doc = self._ok(self.leader(), MASTER_PORT, "dir/lookup", params={"volumeId": str(volume)})
+        return [self.node_of(str(loc.get("url", ""))) for loc in doc.get("locations") or []]
+
     def grow(self, code: str, collection: str) -> Growth:
         """Ask the leader to grow one volume of `code` in `collection`."""
         answer = self.call(
