@@ -17,7 +17,7 @@ from kubernetes import client
 
 from halab.context import Context, open_context
 from halab.phases import phase2
-from halab.phases.seaweed_servers import starts, wait_restarted
+from halab.phases.seaweed_servers import all_servers, starts, wait_restarted
 from halab.seaweed import SeaweedError, SeaweedFS
 from halab.seaweed_shell import fix_replication, volume_list
 from halab.twin import supervisor
@@ -39,6 +39,8 @@ def storage(twin: TwinLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     assert not [c for c in changes if c.detail.startswith("refused")], changes
     ready = phase2.wait_running(ctx, api)
     assert "Ready after" in ready.detail, ready.detail
+    # The check after the module can only mean something if weed runs in sandboxes now.
+    assert len(_weeds(twin.dir)) == len(all_servers(ctx))
     try:
         yield ctx
     finally:
@@ -48,19 +50,16 @@ def storage(twin: TwinLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         )
 
 
-def _weeds(directory: Path) -> list[str]:
-    """weed processes sandboxed for this twin (their bubblewrap names its directory)."""
+def _weeds(directory: Path) -> list[int]:
+    """The twin's sandboxes that run weed (the supervisor finds the sandboxes)."""
     found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
+    for pid in supervisor.sandboxes(directory.resolve()):
         try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        mine = argv[0].endswith(b"bwrap") and str(directory).encode() in b" ".join(argv)
-        if mine and any(a.endswith(b"/weed") for a in argv):
-            found.append(proc.name)
+        if any(a.endswith(b"/weed") for a in argv):
+            found.append(pid)
     return found
 
 

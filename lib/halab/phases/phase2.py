@@ -40,13 +40,27 @@ from halab.render import storage
 from halab.render.objects import namespace
 from halab.seaweed import SeaweedFS
 
+# What the phase 2 notebook calls, in one place (some of it lives in the seaweed_* modules).
 __all__ = [
+    "PHASE",
+    "check_claim",
+    "check_csi",
+    "check_health",
+    "check_masters",
     "check_planner",
+    "check_pods",
     "check_read_back",
+    "check_registered",
     "check_replicated",
     "cleanup",
     "copies_figure",
     "copies_table",
+    "deliver",
+    "manifests",
+    "rehearse_host_loss",
+    "scope",
+    "servers",
+    "wait_running",
     "write_probe",
 ]
 

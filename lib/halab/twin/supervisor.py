@@ -351,7 +351,7 @@ def down(directory: Path) -> list[str]:
     return stopped
 
 
-def _sandboxes(directory: Path) -> list[int]:
+def sandboxes(directory: Path) -> list[int]:
     """Pod processes of this twin still running: their bubblewrap sandboxes name the
     twin's directory on their command line."""
     found = []
@@ -371,11 +371,11 @@ def _kill_sandboxes(directory: Path) -> None:
     # Pods run in sessions of their own and die with their host through bubblewrap's
     # --die-with-parent; a sandbox started as its host went down can miss that, so down
     # makes sure. Killing the sandbox kills everything in its PID namespace.
-    for pid in _sandboxes(directory):
+    for pid in sandboxes(directory):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5.0
-    while _sandboxes(directory) and time.monotonic() < deadline:
+    while sandboxes(directory) and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
