@@ -9,6 +9,7 @@ driver registered, a test PVC bound and written, "data replicated across all 3 n
 
 from __future__ import annotations
 
+import time
 from functools import partial
 from typing import Any
 
@@ -18,6 +19,8 @@ from halab.apply import apply_objects
 from halab.changes import Change
 from halab.context import Context
 from halab.evidence import Check, Status, timed
+from halab.explain import explain
+from halab.kube import wait_for
 from halab.phases import seaweed_claims, seaweed_rehearsal
 from halab.phases.cluster_checks import no_target
 from halab.phases.seaweed_data import (
@@ -112,8 +115,29 @@ def deliver(ctx: Context, api: Any, dry_run: bool = False) -> list[Change]:
 
 
 def wait_running(ctx: Context, api: Any, timeout: float = 180) -> Change:
-    """Until every SeaweedFS pod of this phase is Ready."""
-    return wait_ready(api, {s.pod for s in servers(ctx)}, timeout)
+    """Until every SeaweedFS pod of this phase is Ready and every volume server of it has
+    registered with the leading master: a Ready pod only says its port is open, and a
+    volume server retries for seconds while the masters elect a leader."""
+    start = time.monotonic()
+    pods = wait_ready(api, {s.pod for s in servers(ctx)}, timeout)
+    if api is None or "Ready after" not in pods.detail:
+        return pods
+    sw = SeaweedFS(api, ctx.inventory)
+    volumes = {s.node for s in servers(ctx) if s.role == "volume"}
+
+    def registered() -> bool:
+        return volumes <= set(sw.topology()["node"])
+
+    try:
+        wait_for(registered, timeout, f"{len(volumes)} volume servers registered with the master")
+    except Exception as exc:  # the checks say which server is missing
+        return Change("wait for SeaweedFS", False, f"{pods.detail}; {explain(exc)}")
+    return Change(
+        "wait for SeaweedFS",
+        False,
+        f"{pods.detail.split(' after ')[0]} after {time.monotonic() - start:.1f} s, and "
+        f"{len(volumes)} volume servers registered",
+    )
 
 
 # -- checks ---------------------------------------------------------------------------------
