@@ -123,6 +123,10 @@ def seaweedfs(inv: Inventory) -> list[Obj]:
                 f"-volumeSizeLimitMB={sw.volume_size_limit_mb}",
                 # weed reports usage to telemetry.seaweedfs.com unless told not to.
                 "-telemetry=false",
+                # The image's entrypoint turns preallocation on: every new volume would
+                # reserve its whole size limit on disk at once, filling small disks (the
+                # Pi's) long before data does.
+                "-volumePreallocate=false",
             ],
             MASTER_PORT,
         )
