@@ -18,11 +18,11 @@ import pandas as pd
 from halab.apply import apply_objects
 from halab.changes import Change
 from halab.context import Context
-from halab.evidence import Check, Status, timed
+from halab.evidence import Check, timed
 from halab.explain import explain
 from halab.kube import wait_for
 from halab.phases import seaweed_claims, seaweed_rehearsal
-from halab.phases.cluster_checks import no_target
+from halab.phases.cluster_checks import Verdict, no_target
 from halab.phases.seaweed_data import (
     Probe,
     check_planner,
@@ -68,7 +68,6 @@ __all__ = [
 ]
 
 PHASE = 2
-Verdict = tuple[Status, str]
 
 
 def servers(ctx: Context) -> list[Server]:

@@ -9,13 +9,12 @@ from functools import partial
 from typing import Any
 
 from halab.context import Context
-from halab.evidence import Check, Status, timed
+from halab.evidence import Check, timed
 from halab.explain import explain
 from halab.kube import wait_for
-from halab.phases.cluster_checks import no_target
+from halab.phases.cluster_checks import Verdict, no_target
 
 CSI_DRIVER = "seaweedfs-csi-driver"
-Verdict = tuple[Status, str]
 
 
 def check_csi(ctx: Context, api: Any, phase: int) -> list[Check]:

@@ -14,13 +14,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from halab.context import Context
-from halab.evidence import Check, Status, timed
-from halab.phases.cluster_checks import no_target
+from halab.evidence import Check, timed
+from halab.phases.cluster_checks import Verdict, no_target
 from halab.plan.analysis import Analysis
 from halab.seaweed import SeaweedError, SeaweedFS
 
 PROBE_DIR = "/halab-checks"
-Verdict = tuple[Status, str]
 
 
 @dataclass
