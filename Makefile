@@ -11,7 +11,7 @@ STAMP := $(VENV)/.halab-installed
 # docker-compose (v1, no engine needed) to check rendered compose files against its schema,
 # bubblewrap to sandbox the twin's pod processes, etcd-server for the twin's etcd,
 # bind9-dnsutils for dig in the twin's pods (cluster DNS).
-APT_PACKAGES := ffmpeg openssh-client openssh-server chromium docker-compose bubblewrap etcd-server bind9-dnsutils
+APT_PACKAGES := ffmpeg openssh-client openssh-server chromium docker-compose bubblewrap etcd-server bind9-dnsutils fuse3
 
 export PYTHONDONTWRITEBYTECODE := 1
 

@@ -5,10 +5,10 @@ phase 2 (the rendered SeaweedFS), and prints:
 - seconds from `twin up` to the API, and from delivery to every SeaweedFS pod Ready;
 - the twin's memory without and with SeaweedFS (RSS, and PSS, which counts the shared weed
   binary once: the honest figure for 13 processes of one 150 MB binary);
-- write and read MB/s from a pod through the filer's HTTP API (the in-cluster path, by the
-  cluster DNS name) beside the same pod's local disk (an emptyDir), measured the same way
-  in the same run (the command's wall time for the same bytes), with the ratio.
-Not measured yet: a `weed mount` PVC (the twin runs no CSI driver yet).
+- write and read MB/s from one pod through a PVC of the `seaweedfs-ha` class (the CSI
+  driver's volume: a real `weed mount`, FUSE) and through the filer's HTTP API (by the
+  cluster DNS name), beside the same pod's local disk (an emptyDir), all measured the same
+  way in the same run (the command's wall time for the same bytes), with the ratios.
 
 Run: .venv/bin/python bench/storage.py [--mib 64]
 """
@@ -90,6 +90,10 @@ a=$(t); curl -sf -o /dev/null -T /tmp/src http://seaweedfs-filer.seaweedfs:8888/
 echo seaweedfs-write $a $b
 a=$(t); curl -sf -o /dev/null http://seaweedfs-filer.seaweedfs:8888/bench/f; b=$(t)
 echo seaweedfs-read $a $b
+a=$(t); dd if=/tmp/src of=/pvc/f bs=1M conv=fsync status=none; b=$(t)
+echo mount-write $a $b
+a=$(t); dd if=/pvc/f of=/dev/null bs=1M status=none; b=$(t)
+echo mount-read $a $b
 """
 
 
@@ -98,6 +102,17 @@ def throughput(api: Any, mib: int, node: str) -> dict[str, float]:
 
     core = client.CoreV1Api(api)
     name = "storage-bench"
+    core.create_namespaced_persistent_volume_claim(
+        "default",
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "seaweedfs-ha",
+                "resources": {"requests": {"storage": f"{max(1, mib * 4 // 1024 + 1)}Gi"}},
+            },
+        },
+    )
     core.create_namespaced_pod(
         "default",
         {
@@ -110,10 +125,16 @@ def throughput(api: Any, mib: int, node: str) -> dict[str, float]:
                         "name": "bench",
                         "image": "debian:12",
                         "command": ["sh", "-c", SCRIPT.format(size=mib * 2**20)],
-                        "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+                        "volumeMounts": [
+                            {"name": "scratch", "mountPath": "/scratch"},
+                            {"name": "pvc", "mountPath": "/pvc"},
+                        ],
                     }
                 ],
-                "volumes": [{"name": "scratch", "emptyDir": {}}],
+                "volumes": [
+                    {"name": "scratch", "emptyDir": {}},
+                    {"name": "pvc", "persistentVolumeClaim": {"claimName": name}},
+                ],
             },
         },
     )
@@ -130,6 +151,7 @@ def throughput(api: Any, mib: int, node: str) -> dict[str, float]:
         log = core.read_namespaced_pod_log(name, "default")
     finally:
         core.delete_namespaced_pod(name, "default", grace_period_seconds=0)
+        core.delete_namespaced_persistent_volume_claim(name, "default")
     if pod.status.phase != "Succeeded":
         raise SystemExit(f"the bench pod failed:\n{log}")
     rates = {}
@@ -173,6 +195,9 @@ def main() -> None:
             if "Ready after" not in readiness.detail:
                 raise SystemExit(f"SeaweedFS did not come up: {readiness.detail}")
             ready = time.perf_counter() - start
+            csi = phase2.check_csi(ctx, api)
+            if csi[0].status != "pass":
+                raise SystemExit(f"the CSI driver did not register: {csi[0].detail}")
             time.sleep(3)
             loaded = memory_mib(directory)
             node = next(n.name for n in ctx.inventory.nodes if not n.is_server and not n.taints)
@@ -187,14 +212,15 @@ def main() -> None:
     )
     print(f"{args.mib} MiB from one pod on {node}, both measured alike (the command's wall time):")
     for op in ("write", "read"):
-        local, sw = rates[f"local-{op}"], rates[f"seaweedfs-{op}"]
+        local, sw, mount = rates[f"local-{op}"], rates[f"seaweedfs-{op}"], rates[f"mount-{op}"]
         print(
-            f"  {op:5}  local emptyDir {local:8.1f} MiB/s   SeaweedFS filer (HTTP, 002) "
-            f"{sw:8.1f} MiB/s   ratio {sw / local:.2f}"
+            f"  {op:5}  local emptyDir {local:8.1f} MiB/s   weed mount PVC {mount:8.1f} MiB/s "
+            f"(ratio {mount / local:.2f})   filer HTTP {sw:8.1f} MiB/s (ratio {sw / local:.2f})"
         )
     print(
-        "  (local write is fsynced; local read may come from the page cache, as the volume "
-        "servers' reads may: both sides run on this one machine's disk)"
+        "  (writes are fsynced on both local and PVC; reads right after the write may come "
+        "from the page cache or weed mount's chunk cache: every side runs on this one "
+        "machine's disk, and the replication's copies all land on it)"
     )
 
 

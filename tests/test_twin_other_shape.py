@@ -15,6 +15,7 @@ import pytest
 
 from halab.inventory import load_inventory
 from halab.twin import supervisor
+from halab.twin.kubelet.csi import mounts_under
 
 from twinlab import OTHER_NETWORK, OTHER_SHAPE, ROOT, TwinLab, start
 
@@ -118,6 +119,8 @@ def test_down_leaves_nothing_of_the_other_twin(other: TwinLab) -> None:
         if str(other.dir).encode() in argv + env:
             left.append(argv.replace(b"\0", b" ")[:120])
     assert not left, left
+    # No FUSE mount (weed mount of a claim) or shared bind of the twin is left either.
+    assert not mounts_under(other.dir), mounts_under(other.dir)
     # Listeners on 127.78.x.y and on its pods' 127.43.x.y, as /proc/net writes them
     # (little-endian hex): TCP in LISTEN (0A), any bound UDP socket (07). TIME_WAIT
     # remnants of closed connections belong to the kernel, not to a process left behind.

@@ -34,6 +34,7 @@ TUNED = {
     "default_not_ready_toleration_s": 3,
     "default_unreachable_toleration_s": 3,
     "kube_vip": {"lease_duration_s": 2, "renew_deadline_s": 1, "retry_period_s": 1},
+    "force_detach_s": 8,
 }
 T = TypeVar("T")
 

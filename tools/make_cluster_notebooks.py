@@ -121,7 +121,9 @@ PHASE2 = [
         "## Servers, masters, CSI\n\nEach node's pods Running, the masters' raft leader, "
         "every volume server registered in the rack the render gave it, what `weed shell` "
         "says (`cluster.check`, and `volume.fix.replication` simulated: the volumes a repair "
-        "would copy), and the CSI driver registered on the nodes that run pods."
+        "would copy), the CSI driver registered on the nodes that run pods, and a test claim "
+        "of `seaweedfs-ha` bound, written by one pod and read back by another (the claim and "
+        "its retained volume are removed afterwards)."
     ),
     new_code_cell(
         "ev.add(*phase2.check_pods(ctx, api))\n"

@@ -224,6 +224,10 @@ class Timing(Strict):
     default_not_ready_toleration_s: int | None = Field(default=None, ge=0, le=MAX_TIMING_S)
     default_unreachable_toleration_s: int | None = Field(default=None, ge=0, le=MAX_TIMING_S)
     kube_vip: KubeVipTiming = Field(default_factory=KubeVipTiming)
+    # How long the attach-detach controller waits before it force-detaches a volume from
+    # a node that stopped answering. Kubernetes hard-codes 6 min (no flag, so the render
+    # never passes it): a value here only shortens a twin's, for tests and rehearsals.
+    force_detach_s: int | None = Field(default=None, ge=1, le=MAX_TIMING_S)
 
 
 class Cluster(Strict):

@@ -17,7 +17,7 @@ from halab.phases.cluster_checks import Verdict, no_target
 CSI_DRIVER = "seaweedfs-csi-driver"
 
 
-def check_csi(ctx: Context, api: Any, phase: int) -> list[Check]:
+def check_csi(ctx: Context, api: Any, phase: int, timeout: float = 60) -> list[Check]:
     """The CSI driver registered (a CSINode entry) on every node that runs pods."""
     from kubernetes import client
 
@@ -27,13 +27,15 @@ def check_csi(ctx: Context, api: Any, phase: int) -> list[Check]:
     if why := ctx.target.lacks("csi"):
         return [Check("csi-registered", title, "skip", why)]
 
-    def run() -> Verdict:
+    workers = [
+        n.name
+        for n in ctx.inventory.nodes_present(phase)
+        if not any(t.effect == "NoSchedule" for t in n.taints)
+    ]
+
+    def missing_on() -> list[str]:
+        """The workers the driver is missing on."""
         storage_api = client.StorageV1Api(api)
-        workers = [
-            n.name
-            for n in ctx.inventory.nodes_present(phase)
-            if not any(t.effect == "NoSchedule" for t in n.taints)
-        ]
         missing = []
         for name in workers:
             try:
@@ -43,8 +45,14 @@ def check_csi(ctx: Context, api: Any, phase: int) -> list[Check]:
                 continue
             if not any(d.name == CSI_DRIVER for d in drivers):
                 missing.append(name)
-        if missing:
-            return "fail", f"not registered on {', '.join(missing)}"
+        return missing
+
+    def run() -> Verdict:
+        # The driver's node pods register a few seconds after its HelmRelease installs.
+        try:
+            wait_for(lambda: not missing_on(), timeout, "the CSI driver registered")
+        except Exception:  # say where it is missing
+            return "fail", f"not registered on {', '.join(missing_on())}"
         return "pass", f"registered on {', '.join(workers)}"
 
     return [timed("csi-registered", title, run)]
@@ -98,8 +106,36 @@ def check_claim(ctx: Context, api: Any, timeout: float = 120) -> list[Check]:
             )
         )
     finally:
-        core.delete_namespaced_persistent_volume_claim(name, CHECK_NAMESPACE)
+        _remove_claim(ctx, api, core, name)
     return checks
+
+
+def _remove_claim(ctx: Context, api: Any, core: Any, claim: str) -> None:
+    """Delete the test claim and, since the classes Retain their volumes, the volume too:
+    the PV, its filer directory and its collection (each probe's collection holds volume
+    slots; left behind, repeated runs would fill the servers)."""
+    from halab.phases.cluster_checks import CHECK_NAMESPACE
+    from halab.seaweed import SeaweedError, SeaweedFS
+
+    try:
+        pv = core.read_namespaced_persistent_volume_claim(claim, CHECK_NAMESPACE).spec.volume_name
+    except Exception:  # already gone
+        pv = None
+    core.delete_namespaced_persistent_volume_claim(claim, CHECK_NAMESPACE)
+    if not pv:
+        return
+    volume = core.read_persistent_volume(pv)
+    attributes = (volume.spec.csi.volume_attributes or {}) if volume.spec.csi else {}
+    core.delete_persistent_volume(pv)
+    sw = SeaweedFS(api, ctx.inventory)
+    sw.delete(attributes.get("path", f"/buckets/{pv}"))
+    try:
+        sw.delete_collection(attributes.get("collection") or pv)
+    except SeaweedError as exc:
+        # The filer drops a /buckets/<name> directory's collection with the directory
+        # (buckets are collections); a path elsewhere leaves it, hence the call.
+        if "does not exist" not in str(exc):
+            raise
 
 
 def _bound(core: Any, claim: str, timeout: float) -> Verdict:

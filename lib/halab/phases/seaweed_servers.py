@@ -79,11 +79,14 @@ def pod_ready(pod: Any) -> bool:
 
 
 def starts(api: Any, nodes: set[str]) -> dict[str, tuple[int, str]]:
-    """The SeaweedFS pods on these nodes: restart count and start time of each."""
+    """The SeaweedFS servers' pods on these nodes: restart count and start time of each.
+    Only the servers (the rendered StatefulSets' label): the CSI driver's pods share the
+    namespace, and its controller's pod is replaced elsewhere rather than restarted."""
     from kubernetes import client
 
     found = {}
-    for pod in client.CoreV1Api(api).list_namespaced_pod(storage.NS).items:
+    servers = "app.kubernetes.io/name=seaweedfs"
+    for pod in client.CoreV1Api(api).list_namespaced_pod(storage.NS, label_selector=servers).items:
         if pod.spec.node_name in nodes:
             statuses = pod.status.container_statuses or []
             restarts = sum(c.restart_count or 0 for c in statuses)

@@ -1,5 +1,6 @@
 """What a new k3s cluster has before anyone applies anything: the four namespaces, the
-`kubernetes` Service, and k3s's local-path StorageClass. Every API server tries at start
+`kubernetes` Service, and k3s's local-path StorageClass; and Flux's CRDs, since the kit's
+tree is meant for a cluster Flux manages. Every API server tries at start
 (whoever has quorum first wins; the rest find them there)."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 
 from halab.twin.api.server import ApiServer
 from halab.twin.api.status import ApiError
+from halab.twin.images import flux
 
 log = logging.getLogger("halab.twin.bootstrap")
 
@@ -17,7 +19,7 @@ log = logging.getLogger("halab.twin.bootstrap")
 def _objects() -> list[tuple[str, str, str, str | None, dict[str, Any]]]:
     out: list[tuple[str, str, str, str | None, dict[str, Any]]] = [
         ("", "v1", "namespaces", None, {"metadata": {"name": name}})
-        for name in ("default", "kube-system", "kube-public", "kube-node-lease")
+        for name in ("default", "kube-system", "kube-public", "kube-node-lease", "flux-system")
     ]
     out.append(
         (
@@ -54,6 +56,11 @@ def _objects() -> list[tuple[str, str, str, str | None, dict[str, Any]]]:
             },
         )
     )
+    # Flux's CRDs, as `flux install` leaves them: the twin runs Flux's stand-in (images/flux.py).
+    out += [
+        ("apiextensions.k8s.io", "v1", "customresourcedefinitions", None, crd)
+        for crd in flux.crds()
+    ]
     return out
 
 

@@ -133,7 +133,10 @@ class Host:
 
         async def lead() -> None:
             settings = Settings(
-                self.timings.node_monitor_grace, self.timings.node_monitor_period, node_name
+                self.timings.node_monitor_grace,
+                self.timings.node_monitor_period,
+                node_name,
+                self.timings.force_detach,
             )
             manager_task.append(asyncio.create_task(Manager(local, settings).run()))
 

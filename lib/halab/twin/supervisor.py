@@ -27,8 +27,6 @@ from halab.twin.topology import TWIN_NETWORK, TwinTopology
 
 API_PORT = 6443
 CANNOT = {
-    "csi": "the twin does not run the SeaweedFS CSI driver yet (no weed mount in pods): "
-    "claims of its StorageClasses stay Pending",
     "gpu": "there is no GPU on this machine: the twin's GPU devices are placeholders",
 }
 
@@ -346,9 +344,19 @@ def down(directory: Path) -> list[str]:
         info["state"] = "down"
         info["pid"] = None
     _kill_sandboxes(directory.resolve())
+    _unmount_left(directory)
     if state:
         _write_state(paths, state)
     return stopped
+
+
+def _unmount_left(under: Path) -> None:
+    # A SIGKILLed weed mount leaves its FUSE mount behind ("Transport endpoint is not
+    # connected"); a real host loses it with its reboot, so the twin drops it here.
+    from halab.twin.kubelet.csi import lazy_unmount, mounts_under
+
+    for point in mounts_under(under):
+        lazy_unmount(point)
 
 
 def sandboxes(directory: Path) -> list[int]:
@@ -399,6 +407,7 @@ def fail(directory: Path, host: str) -> None:
         )
     _kill(pid, signal.SIGKILL)  # every process of the host at once, like pulling the plug
     _wait_gone(pid, directory.resolve(), 5.0)
+    _unmount_left(directory / "hosts" / host)
     info["state"], info["pid"] = "failed", None
     _write_state(paths, state)
 

@@ -9,6 +9,7 @@ from halab.inventory import Inventory
 
 DEFAULT_GRACE_S = 50  # node-monitor-grace-period from Kubernetes 1.32
 DEFAULT_TOLERATION_S = 300  # DefaultTolerationSeconds
+DEFAULT_FORCE_DETACH_S = 360  # the attach-detach controller's maxWaitForUnmountDuration
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class TwinTimings:
     vip_lease: float
     vip_renew: float
     vip_retry: float
+    force_detach: float = DEFAULT_FORCE_DETACH_S
 
     @classmethod
     def from_inventory(cls, inv: Inventory) -> TwinTimings:
@@ -46,4 +48,5 @@ class TwinTimings:
             vip_lease=float(vip.lease_duration_s),
             vip_renew=float(vip.renew_deadline_s),
             vip_retry=float(vip.retry_period_s),
+            force_detach=float(t.force_detach_s or DEFAULT_FORCE_DETACH_S),
         )

@@ -34,6 +34,10 @@ WATCHED = {
     "pvcs": ("v1", "persistentvolumeclaims"),
     "pvs": ("v1", "persistentvolumes"),
     "storageclasses": ("storage.k8s.io/v1", "storageclasses"),
+    "csidrivers": ("storage.k8s.io/v1", "csidrivers"),
+    "volumeattachments": ("storage.k8s.io/v1", "volumeattachments"),
+    "helmreleases": ("helm.toolkit.fluxcd.io/v2", "helmreleases"),
+    "helmrepositories": ("source.toolkit.fluxcd.io/v1", "helmrepositories"),
     "namespaces": ("v1", "namespaces"),
 }
 
@@ -43,6 +47,7 @@ class Settings:
     node_monitor_grace: float  # --node-monitor-grace-period
     node_monitor_period: float  # --node-monitor-period
     identity: str
+    force_detach: float = 360.0  # maxWaitForUnmountDuration
 
 
 Reconcile = Callable[["Manager"], Awaitable[None]]
@@ -70,6 +75,7 @@ class Manager:
 
     async def run(self) -> None:
         from halab.twin.controllers import (
+            csi,
             gc,
             nodelifecycle,
             scheduler,
@@ -78,6 +84,7 @@ class Manager:
             volumes,
             workloads,
         )
+        from halab.twin.images import flux
 
         self.controllers = [
             ("node-lifecycle", nodelifecycle.reconcile),
@@ -89,6 +96,9 @@ class Manager:
             ("job", workloads.reconcile_jobs),
             ("endpoints", services.reconcile),
             ("volumes", volumes.reconcile),
+            ("csi-provisioner", csi.provision),
+            ("attach-detach", csi.attach_detach),
+            ("helm-controller", flux.reconcile),
             ("garbage-collector", gc.reconcile),
             ("namespace", gc.finish_namespaces),
         ]

@@ -2,6 +2,8 @@
 
 - plain OS images (busybox, alpine, debian, ubuntu): their command, as a real process;
 - SeaweedFS: the real `weed` binary with the image's entrypoint behaviour (seaweedfs.py);
+- the SeaweedFS CSI driver's images: placeholders whose work the twin's controllers and
+  kubelet do while they run (seaweed_csi.py);
 - anything else: a placeholder that listens on the container's ports (runtime.py).
 Stand-ins for images this machine has no program for come here as they are built.
 """
@@ -12,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from halab.twin.images import seaweedfs
+from halab.twin.images import seaweed_csi, seaweedfs
 
 PLAIN_IMAGES = ("busybox", "alpine", "debian", "ubuntu")
 Kind = Literal["process", "placeholder"]
@@ -58,6 +60,8 @@ def program_for(container: dict[str, Any]) -> Program:
             # A shell in the image finds weed where the image has it on PATH.
             path=(seaweedfs.BINARY_IN_SANDBOX.rsplit("/", 1)[0],),
         )
+    if stand_in := seaweed_csi.describe(image):
+        return Program("placeholder", runs=stand_in)
     return Program("placeholder", runs=f"placeholder ({image})")
 
 

@@ -21,6 +21,7 @@ from halab.twin.controllers.leader import micro_time
 from halab.twin.dns import dns_address, resolv_conf
 from halab.twin.images.catalogue import program_for
 from halab.twin.kubelet import runtime
+from halab.twin.kubelet.csi import CsiNode
 from halab.twin.kubelet.node import conditions, node_object
 from halab.twin.kubelet.probes import probe_ok
 from halab.twin.kubelet.volumes import volume_dirs
@@ -80,6 +81,7 @@ class Kubelet:
         self._ipam = data_dir / "ipam-last-reserved"
         self._next_ip = self._last_reserved() + 1
         self._tasks: set[asyncio.Task[None]] = set()
+        self.csi = CsiNode(client, node.name, self.nameserver, pod_octet)
 
     # -- node -----------------------------------------------------------------------------
 
@@ -195,9 +197,11 @@ class Kubelet:
             for state in self.pods.values():
                 for running in state.containers.values():
                     await running.stop(0)
+            await self.csi.release_all()
 
     def _sync(self) -> None:
         wanted = {p["metadata"]["uid"]: p for p in self.informer.values()}
+        self._background(self.csi.observe(list(wanted.values())))
         for uid, pod in wanted.items():
             state = self.pods.get(uid)
             if state is None and pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
@@ -299,6 +303,8 @@ class Kubelet:
                     await self._report(state, ns, name)
                 if self._all_done(state, pod):
                     await self._report(state, ns, name)
+                    # A finished pod's volumes are torn down; its record stays.
+                    await self.csi.release(state.uid)
                     # Keep the record until the pod is deleted.
                     while self._current(ns, name) is not None and not (
                         self._current(ns, name) or {}
@@ -320,6 +326,7 @@ class Kubelet:
             with contextlib.suppress(Exception):
                 await self._report_error(ns, name, str(exc))
         finally:
+            await self.csi.release(state.uid)  # its volumes unmount when its containers end
             if not state.stopping:
                 self.pods.pop(state.uid, None)
 
@@ -370,7 +377,9 @@ class Kubelet:
         """The pod's volumes, waiting (as ContainerCreating) while a claim is not bound."""
         while True:
             try:
-                return await volume_dirs(self.client, pod, pod_dir, self.host_root, self.twin_root)
+                return await volume_dirs(
+                    self.client, pod, pod_dir, self.host_root, self.twin_root, self.csi
+                )
             except ClientError as exc:
                 if exc.status not in (404, 409):
                     raise

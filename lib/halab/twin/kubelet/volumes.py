@@ -6,13 +6,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from halab.twin.client import Client, ClientError, path
 
+if TYPE_CHECKING:
+    from halab.twin.kubelet.csi import CsiNode
+
 
 async def volume_dirs(
-    client: Client, pod: dict[str, Any], pod_dir: Path, host_root: Path, twin_root: Path
+    client: Client,
+    pod: dict[str, Any],
+    pod_dir: Path,
+    host_root: Path,
+    twin_root: Path,
+    csi: CsiNode | None = None,
 ) -> dict[str, Path]:
     """Volume name -> directory, created and filled (configMap/secret keys as files)."""
     out: dict[str, Path] = {}
@@ -22,9 +30,10 @@ async def volume_dirs(
         if "hostPath" in vol:
             where = host_root / vol["hostPath"]["path"].lstrip("/")
         elif "persistentVolumeClaim" in vol:
-            where = await _claim_dir(
-                client, ns, vol["persistentVolumeClaim"]["claimName"], host_root, twin_root
-            )
+            claim = vol["persistentVolumeClaim"]["claimName"]
+            where = await _claim_dir(client, ns, claim, host_root, twin_root)
+            if csi is not None and (pv := await _csi_pv(client, ns, claim)) is not None:
+                where = await csi.mount(pv, pod, name, pod_dir) or where
         elif "nfs" in vol:
             where = twin_root / "nfs" / vol["nfs"]["server"] / vol["nfs"]["path"].lstrip("/")
         else:
@@ -53,9 +62,16 @@ async def _claim_dir(client: Client, ns: str, claim: str, host_root: Path, twin_
         return host_root / str(spec["hostPath"]["path"]).lstrip("/")
     if "local" in spec:
         return host_root / str(spec["local"]["path"]).lstrip("/")
-    # Provisioned and CSI volumes: one directory per volume, shared by the whole twin
-    # (replicated storage is reachable from every node).
+    # Provisioned volumes, and CSI volumes of drivers the twin does not stand in for: one
+    # directory per volume, shared by the whole twin. A SeaweedFS CSI volume is mounted
+    # over this by the kubelet's CsiNode (real weed mount).
     return twin_root / "volumes" / str(volume)
+
+
+async def _csi_pv(client: Client, ns: str, claim: str) -> dict[str, Any] | None:
+    pvc = await client.get(path("v1", "persistentvolumeclaims", ns, claim))
+    pv = await client.get(path("v1", "persistentvolumes", None, pvc["spec"]["volumeName"]))
+    return pv if "csi" in pv.get("spec", {}) else None
 
 
 async def _fill(client: Client, ns: str, plural: str, name: str, where: Path, secret: bool) -> None:
