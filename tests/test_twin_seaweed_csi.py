@@ -18,7 +18,7 @@ from halab.seaweed import SeaweedFS
 from halab.twin import supervisor
 from halab.twin.kubelet.csi import mounts_under
 
-from twinlab import TwinLab, eventually
+from twinlab import TwinLab, eventually, namespace_gone
 
 pytestmark = pytest.mark.twin
 DRIVER = "seaweedfs-csi-driver"
@@ -38,6 +38,7 @@ def storage(twin: TwinLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     finally:
         client.CoreV1Api(api).delete_namespace("seaweedfs")
         eventually(lambda: not mounts_under(twin.dir), 60, "no mount of the twin left")
+        namespace_gone(api, "seaweedfs")
 
 
 def _claim(core: Any, ns: str, name: str, mode: str = "ReadWriteOnce") -> str:
@@ -275,6 +276,9 @@ def test_an_rwo_volume_on_a_lost_node_waits_for_the_force_detach(
         assert any(
             r.startswith(f"ForceDetach: volume detached from node {first.name}") for r in seen
         )
+        # Meanwhile the new pod's kubelet said why it waited.
+        waited = f"FailedMount: MountVolume.SetUp failed: volume {pv} is not attached to "
+        assert any(r.startswith(waited) for r in seen), seen
         log = eventually(
             lambda: core.read_namespaced_pod_log(moved.metadata.name, ns).strip(), 30, "its log"
         )

@@ -22,7 +22,7 @@ from halab.seaweed import SeaweedError, SeaweedFS
 from halab.seaweed_shell import fix_replication, volume_list
 from halab.twin import supervisor
 
-from twinlab import TwinLab, eventually
+from twinlab import TwinLab, eventually, namespace_gone
 
 pytestmark = pytest.mark.twin
 
@@ -50,6 +50,7 @@ def storage(twin: TwinLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         eventually(
             lambda: not _weeds(twin.dir), 90, "every weed process of the twin gone with its pods"
         )
+        namespace_gone(api, "seaweedfs")
 
 
 def _weeds(directory: Path) -> list[int]:

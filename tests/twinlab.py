@@ -167,3 +167,19 @@ def diagnostics(lab: TwinLab, lines: int = 25) -> str:
 def _api_servers(lab: TwinLab) -> list[str]:
     """Each control-plane node's address: its etcd member's, where its API server listens."""
     return [urllib.parse.urlsplit(e).hostname or "" for e in lab.etcd_endpoints()]
+
+
+def namespace_gone(api: Any, name: str, timeout: float = 120) -> None:
+    """Until a deleted namespace has finished terminating: the next module may deliver
+    into a namespace of the same name."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    def gone() -> bool:
+        try:
+            client.CoreV1Api(api).read_namespace(name)
+        except ApiException as exc:
+            return bool(exc.status == 404)
+        return False
+
+    eventually(gone, timeout, f"namespace {name} gone")

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from halab.twin.client import Client, ClientError, Informer, path
+from halab.twin.events import event_body
 
 log = logging.getLogger("halab.twin.controllers")
 
@@ -125,29 +125,8 @@ class Manager:
         self, obj: dict[str, Any], reason: str, message: str, kind: str = "Normal", source: str = ""
     ) -> None:
         """Record an Event about obj, as controllers do, for `kubectl describe`."""
-        meta = obj["metadata"]
-        ns = meta.get("namespace") or "default"
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": ns},
-            "involvedObject": {
-                "apiVersion": obj.get("apiVersion"),
-                "kind": obj.get("kind"),
-                "name": meta["name"],
-                "namespace": meta.get("namespace", ""),
-                "uid": meta.get("uid"),
-            },
-            "reason": reason,
-            "message": message,
-            "type": kind,
-            "source": {"component": source or "halab-twin"},
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-            "reportingComponent": source or "halab-twin",
-        }
+        body = event_body(obj, reason, message, kind, source)
+        ns = body["metadata"]["namespace"]
         try:
             await self.client.create(path("v1", "events", ns), body)
         except ClientError as exc:

@@ -19,9 +19,10 @@ from halab.twin.api.admission import now
 from halab.twin.client import Client, ClientError, Informer, path
 from halab.twin.controllers.leader import micro_time
 from halab.twin.dns import dns_address, resolv_conf
+from halab.twin.events import event_body
 from halab.twin.images.catalogue import program_for
 from halab.twin.kubelet import runtime
-from halab.twin.kubelet.csi import CsiNode
+from halab.twin.kubelet.csi import CsiNode, MountPending
 from halab.twin.kubelet.node import conditions, node_object
 from halab.twin.kubelet.probes import probe_ok
 from halab.twin.kubelet.volumes import volume_dirs
@@ -374,12 +375,28 @@ class Kubelet:
     async def _wait_volumes(
         self, pod: dict[str, Any], pod_dir: Path, ns: str, name: str
     ) -> dict[str, Path] | None:
-        """The pod's volumes, waiting (as ContainerCreating) while a claim is not bound."""
+        """The pod's volumes, waiting (as ContainerCreating) while a claim is not bound or
+        a volume cannot be mounted yet (a FailedMount event says why, once per reason)."""
+        told = ""
         while True:
             try:
                 return await volume_dirs(
                     self.client, pod, pod_dir, self.host_root, self.twin_root, self.csi
                 )
+            except MountPending as exc:
+                if exc.message != told:
+                    told = exc.message
+                    with contextlib.suppress(ClientError):
+                        await self.client.create(
+                            path("v1", "events", ns),
+                            event_body(
+                                {**pod, "apiVersion": "v1", "kind": "Pod"},
+                                "FailedMount",
+                                f"MountVolume.SetUp failed: {exc.message}",
+                                "Warning",
+                                "kubelet",
+                            ),
+                        )
             except ClientError as exc:
                 if exc.status not in (404, 409):
                     raise

