@@ -166,7 +166,9 @@ def _write_read(core: Any, claim: str, timeout: float) -> Verdict:
     token = uuid.uuid4().hex
     outputs = []
     for step, script in (
-        ("write", f"echo {token} > /data/probe && sha256sum /data/probe"),
+        # sync: weed mount writes back behind close(), and the plan asks what a second
+        # pod reads, not what the writer's page cache shows.
+        ("write", f"echo {token} > /data/probe && sync && sha256sum /data/probe"),
         ("read", "sha256sum /data/probe"),
     ):
         pod = f"{claim}-{step}"
@@ -198,7 +200,14 @@ def _write_read(core: Any, claim: str, timeout: float) -> Verdict:
         finally:
             core.delete_namespaced_pod(pod, CHECK_NAMESPACE, grace_period_seconds=0)
     expected = hashlib.sha256(f"{token}\n".encode()).hexdigest()
-    ok = all(phase == "Succeeded" and expected in log for phase, log in outputs)
-    return ("pass" if ok else "fail"), f"sha256 {expected[:12]}...: " + "; ".join(
-        f"{phase}: {log.strip()[:40]}" for phase, log in outputs
+    (wrote, writer_saw), (read, reader_saw) = outputs
+    # The verdict is the plan's: the writer finished and a second pod read the same bytes.
+    # What the writer read back itself is shown too (a stale view would be worth knowing).
+    ok = wrote == "Succeeded" and read == "Succeeded" and expected in reader_saw
+    detail = f"sha256 {expected[:12]}...: " + "; ".join(
+        f"{step} {phase}: {log.strip()[:40]}"
+        for step, (phase, log) in zip(("writer", "reader"), outputs, strict=True)
     )
+    if wrote == "Succeeded" and expected not in writer_saw:
+        detail += " (the writer read its own file back differently)"
+    return ("pass" if ok else "fail"), detail

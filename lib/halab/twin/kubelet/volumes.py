@@ -63,8 +63,8 @@ async def _claim_dir(client: Client, ns: str, claim: str, host_root: Path, twin_
     if "local" in spec:
         return host_root / str(spec["local"]["path"]).lstrip("/")
     # Provisioned volumes, and CSI volumes of drivers the twin does not stand in for: one
-    # directory per volume, shared by the whole twin. A SeaweedFS CSI volume is mounted
-    # over this by the kubelet's CsiNode (real weed mount).
+    # directory per volume, shared by the whole twin. A SeaweedFS CSI volume gets the
+    # kubelet's weed mount instead (CsiNode.mount).
     return twin_root / "volumes" / str(volume)
 
 
