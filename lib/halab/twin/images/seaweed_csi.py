@@ -58,16 +58,17 @@ SIDECARS = {
 }
 
 
-def _base(image: str) -> str:
-    return image.split("@")[0].rsplit(":", 1)[0] if ":" in image.split("/")[-1] else image
+def _name(image: str) -> str:
+    """An image's name without registry, owner, tag or digest."""
+    return image.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
 
 
 def is_plugin(image: str) -> bool:
-    return _base(image).endswith(PLUGIN_IMAGE.split("/")[-1])
+    return _name(image) == _name(PLUGIN_IMAGE)
 
 
 def is_mount_service(image: str) -> bool:
-    return _base(image).endswith(MOUNT_IMAGE.split("/")[-1])
+    return _name(image) == _name(MOUNT_IMAGE)
 
 
 def describe(image: str) -> str | None:

@@ -82,7 +82,7 @@ class Kubelet:
         self._ipam = data_dir / "ipam-last-reserved"
         self._next_ip = self._last_reserved() + 1
         self._tasks: set[asyncio.Task[None]] = set()
-        self.csi = CsiNode(client, node.name, self.nameserver, pod_octet)
+        self.csi = CsiNode(client, node.name, self.nameserver)
 
     # -- node -----------------------------------------------------------------------------
 

@@ -91,7 +91,7 @@ class Mount:
 
 
 class CsiNode:
-    def __init__(self, client: Client, node: str, nameserver: str, pod_octet: int) -> None:
+    def __init__(self, client: Client, node: str, nameserver: str) -> None:
         self.client = client
         self.node = node
         self.nameserver = nameserver
@@ -166,19 +166,23 @@ class CsiNode:
         Raises ClientError(409) while the volume cannot be mounted yet (the pod waits)."""
         csi = pv["spec"].get("csi") or {}
         driver = str(csi.get("driver", ""))
-        if not await self._ours(driver):
-            return None
         uid = pod["metadata"]["uid"]
         base = pod_dir / "csi" / volume
         shared, target = base / "shared", base / "shared" / "mount"
         for m in self.mounts:
             if m.pod_uid == uid and m.target == target and m.process.returncode is None:
                 return target
+        found = await self._driver(driver)
+        if not self._ours(driver, found):
+            return None
         if driver not in self.registered:
             raise MountPending(
                 f"driver name {driver} not found in the list of registered CSI drivers"
             )
-        await self._attached(driver, str(csi.get("volumeHandle", "")), pv["metadata"]["name"])
+        # As the attach-detach controller decides (controllers/csi.py): only a CSIDriver
+        # that requires attach gets VolumeAttachments.
+        if found is not None and (found.get("spec") or {}).get("attachRequired", True):
+            await self._attached(driver, str(csi.get("volumeHandle", "")), pv["metadata"]["name"])
         if not self.mount_service:
             raise MountPending("the SeaweedFS mount service is not running on this node")
         weed = seaweedfs.weed_binary()
@@ -227,23 +231,24 @@ class CsiNode:
             await asyncio.sleep(0.1)
         return target
 
-    async def _ours(self, driver: str) -> bool:
+    async def _driver(self, driver: str) -> dict[str, Any] | None:
+        """The CSIDriver object, or None when the cluster has none of that name."""
+        try:
+            return await self.client.get(path("storage.k8s.io/v1", "csidrivers", None, driver))
+        except ClientError:
+            return None
+
+    def _ours(self, driver: str, found: dict[str, Any] | None) -> bool:
+        """Whether the twin stands in for this driver: registered here by its node pod, or
+        installed from the chart the twin knows (the default name, before it is installed)."""
         if driver in self.registered:
             return True
-        try:
-            found = await self.client.get(path("storage.k8s.io/v1", "csidrivers", None, driver))
-        except ClientError:
+        if found is None:
             return driver == seaweed_csi.DEFAULT_DRIVER
         labels = found["metadata"].get("labels") or {}
         return str(labels.get("helm.sh/chart", "")).startswith(seaweed_csi.CHART)
 
     async def _attached(self, driver: str, handle: str, pv: str) -> None:
-        try:
-            spec = await self.client.get(path("storage.k8s.io/v1", "csidrivers", None, driver))
-        except ClientError:
-            return
-        if not (spec.get("spec") or {}).get("attachRequired", True):
-            return
         name = seaweed_csi.attachment_name(driver, handle, self.node)
         try:
             va = await self.client.get(path("storage.k8s.io/v1", "volumeattachments", None, name))

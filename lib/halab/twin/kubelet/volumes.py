@@ -30,9 +30,9 @@ async def volume_dirs(
         if "hostPath" in vol:
             where = host_root / vol["hostPath"]["path"].lstrip("/")
         elif "persistentVolumeClaim" in vol:
-            claim = vol["persistentVolumeClaim"]["claimName"]
-            where = await _claim_dir(client, ns, claim, host_root, twin_root)
-            if csi is not None and (pv := await _csi_pv(client, ns, claim)) is not None:
+            pv = await _claim_pv(client, ns, vol["persistentVolumeClaim"]["claimName"])
+            where = _claim_dir(pv, host_root, twin_root)
+            if csi is not None and "csi" in pv.get("spec", {}):
                 where = await csi.mount(pv, pod, name, pod_dir) or where
         elif "nfs" in vol:
             where = twin_root / "nfs" / vol["nfs"]["server"] / vol["nfs"]["path"].lstrip("/")
@@ -49,12 +49,16 @@ async def volume_dirs(
     return out
 
 
-async def _claim_dir(client: Client, ns: str, claim: str, host_root: Path, twin_root: Path) -> Path:
+async def _claim_pv(client: Client, ns: str, claim: str) -> dict[str, Any]:
+    """The PersistentVolume a claim is bound to; 409 while it is not bound."""
     pvc = await client.get(path("v1", "persistentvolumeclaims", ns, claim))
     volume = pvc.get("spec", {}).get("volumeName")
     if not volume:
         raise ClientError(409, f"persistentvolumeclaim {claim} is not bound")
-    pv = await client.get(path("v1", "persistentvolumes", None, volume))
+    return await client.get(path("v1", "persistentvolumes", None, volume))
+
+
+def _claim_dir(pv: dict[str, Any], host_root: Path, twin_root: Path) -> Path:
     spec: dict[str, Any] = pv.get("spec", {})
     if "nfs" in spec:
         return twin_root / "nfs" / str(spec["nfs"]["server"]) / str(spec["nfs"]["path"]).lstrip("/")
@@ -65,13 +69,7 @@ async def _claim_dir(client: Client, ns: str, claim: str, host_root: Path, twin_
     # Provisioned volumes, and CSI volumes of drivers the twin does not stand in for: one
     # directory per volume, shared by the whole twin. A SeaweedFS CSI volume gets the
     # kubelet's weed mount instead (CsiNode.mount).
-    return twin_root / "volumes" / str(volume)
-
-
-async def _csi_pv(client: Client, ns: str, claim: str) -> dict[str, Any] | None:
-    pvc = await client.get(path("v1", "persistentvolumeclaims", ns, claim))
-    pv = await client.get(path("v1", "persistentvolumes", None, pvc["spec"]["volumeName"]))
-    return pv if "csi" in pv.get("spec", {}) else None
+    return twin_root / "volumes" / str(pv["metadata"]["name"])
 
 
 async def _fill(client: Client, ns: str, plural: str, name: str, where: Path, secret: bool) -> None:
