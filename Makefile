@@ -10,8 +10,10 @@ STAMP := $(VENV)/.halab-installed
 # real sshd its tests talk to, Chromium to check that the benchmark report renders,
 # docker-compose (v1, no engine needed) to check rendered compose files against its schema,
 # bubblewrap to sandbox the twin's pod processes, etcd-server for the twin's etcd,
-# bind9-dnsutils for dig in the twin's pods (cluster DNS).
-APT_PACKAGES := ffmpeg openssh-client openssh-server chromium docker-compose bubblewrap etcd-server bind9-dnsutils fuse3
+# bind9-dnsutils for dig in the twin's pods (cluster DNS), fuse3 for the twin's FUSE mounts
+# (weed mount, the NFS client), nfs-ganesha and rpcbind for the twin's NFS server, fio for
+# the storage benchmark, libnfs-utils (nfs-ls, nfs-cat) to look at an NFS server by hand.
+APT_PACKAGES := ffmpeg openssh-client openssh-server chromium docker-compose bubblewrap etcd-server bind9-dnsutils fuse3 nfs-ganesha nfs-ganesha-vfs rpcbind fio libnfs-utils
 
 export PYTHONDONTWRITEBYTECODE := 1
 
@@ -33,16 +35,17 @@ $(STAMP): pyproject.toml
 setup: system $(STAMP)
 
 # The demo: the plan analysed, its GitOps tree rendered, the offline notebooks run, then
-# the twin (the plan's cluster as real processes on 127.77.0.x) started, phases 1, 2 and 6
+# the twin (the plan's cluster as real processes on 127.77.0.x) started, phases 1, 2, 3 and 6
 # run against it (phase 2 delivers the real SeaweedFS and powers a volume server's host
-# off and on; phase 6 pulls a control-plane host's plug and puts it back), the twin
+# off and on; phase 3 mounts the Unraid host's real nfs-ganesha exports in pods; both run
+# fio beside the local disk; phase 6 pulls a control-plane host's plug and puts it back), the twin
 # stopped, and this machine's transcode capacity measured.
 demo: setup
 	$(BIN)/halab plan params/cluster.yaml
 	$(BIN)/halab render params/cluster.yaml --out outputs/gitops
 	$(BIN)/halab run --phases plan,0
 	$(BIN)/halab twin up params/cluster.yaml
-	$(BIN)/halab run --phases 1,2,6 --target outputs/twin/target.yaml --allow-disruption; \
+	$(BIN)/halab run --phases 1,2,3,6 --target outputs/twin/target.yaml --allow-disruption; \
 	  status=$$?; $(BIN)/halab twin status; $(BIN)/halab twin down; exit $$status
 	$(BIN)/halab bench --window 5 --warmup 2 --max-streams 8
 

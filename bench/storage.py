@@ -8,9 +8,13 @@ phase 2 (the rendered SeaweedFS), and prints:
 - write and read MB/s from one pod through a PVC of the `seaweedfs-ha` class (the CSI
   driver's volume: a real `weed mount`, FUSE) and through the filer's HTTP API (by the
   cluster DNS name), beside the same pod's local disk (an emptyDir), all measured the same
-  way in the same run (the command's wall time for the same bytes), with the ratios.
+  way in the same run (the command's wall time for the same bytes), with the ratios;
+- then phase 3 delivered (the NFS claims on the Unraid host's real nfs-ganesha) and the
+  storage benchmark (fio Jobs, as `halab storage-bench` runs them) on the local disk, a
+  SeaweedFS claim and the NFS transcode claim: sequential MB/s, 4k random IOPS, latency
+  p50/p99, each with its ratio to local.
 
-Run: .venv/bin/python bench/storage.py [--mib 64]
+Run: .venv/bin/python bench/storage.py [--mib 64] [--fio-size 256M] [--fio-runtime 10]
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from halab import netguard
 from halab.context import open_context
 from halab.inventory.yaml_source import read_yaml
 from halab.kube import api_client, wait_for
-from halab.phases import phase2
+from halab.phases import phase2, phase3
 from halab.phases.seaweed_servers import all_servers, wait_ready
+from halab.storagebench import runner as storage_bench
+from halab.storagebench.fio import FioSpec
 from halab.twin import supervisor
 from halab.twin.topology import TWIN_NETWORK
 
@@ -170,6 +176,8 @@ def main() -> None:
         default=TWIN_NETWORK,
         help="the loopback /24 of the bench's twin (another when a twin runs already)",
     )
+    parser.add_argument("--fio-size", default="256M", help="fio's file (fio's units)")
+    parser.add_argument("--fio-runtime", type=int, default=10, help="seconds a random job")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="halab-storage-bench-") as tmp:
         directory = Path(tmp) / "twin"
@@ -202,6 +210,14 @@ def main() -> None:
             loaded = memory_mib(directory)
             node = next(n.name for n in ctx.inventory.nodes if not n.is_server and not n.taints)
             rates = throughput(api, args.mib, node)
+            phase3.deliver(ctx, api)
+            fio = storage_bench.run(
+                ctx,
+                api,
+                spec=FioSpec(args.fio_size, args.fio_runtime),
+                node=node,
+                say=lambda line: print(line, flush=True),
+            )
         finally:
             supervisor.down(directory)
     print(f"twin up (API on the VIP, every node Ready): {up:.1f} s")
@@ -222,6 +238,8 @@ def main() -> None:
         "from the page cache or weed mount's chunk cache: every side runs on this one "
         "machine's disk, and the replication's copies all land on it)"
     )
+    print(f"\nfio Jobs on {fio.node} ({args.fio_size} file, {args.fio_runtime} s random jobs):")
+    print("\n".join(fio.lines()))
 
 
 if __name__ == "__main__":

@@ -259,8 +259,19 @@ def test_lost_node_pods_are_evicted_and_replaced(lab: TwinLab) -> None:
 def test_status_reports_hosts_members_and_vip(lab: TwinLab) -> None:
     doc = supervisor.status(lab.dir)
     assert doc["running"] and set(doc["hosts"]) == {"proxmox", "unraid", "pi"}
-    # Each host is its process and its etcd member, in one group.
-    assert all(h["processes"] == 2 for h in doc["hosts"].values())
+    # Each host is its process and its etcd member, in one group; the NFS host adds its
+    # ganesha and private rpcbind.
+    assert {h: i["processes"] for h, i in doc["hosts"].items()} == {
+        "proxmox": 2,
+        "unraid": 4,
+        "pi": 2,
+    }
+    assert doc["nfs"] == {
+        "host": "unraid",
+        "address": "127.77.0.29",
+        "up": True,
+        "exports": ["/mnt/user/media (ro)", "/mnt/user/transcode (rw)"],
+    }
     assert doc["etcd"]["leader"] in HOST_OF and doc["vip_holder"] in HOST_OF
     assert all(doc["nodes"].values()) and len(doc["nodes"]) == 6
     assert Path(lab.dir / "target.yaml").read_text().startswith("# Written by `halab twin up`")

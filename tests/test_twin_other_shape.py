@@ -61,12 +61,12 @@ def test_the_other_twin_is_its_own_cluster(other: TwinLab) -> None:
     )
 
 
-def test_phases_0_1_2_and_6_on_the_other_shape(other: TwinLab, tmp_path: Path) -> None:
+def test_phases_0_1_2_3_and_6_on_the_other_shape(other: TwinLab, tmp_path: Path) -> None:
     # Phase 0 offline: its live part needs SSH on every host, which the twin has not yet.
     done, offline = run("--phases", "0", "--inventory", str(other.inventory), out=tmp_path / "a")
     assert done.returncode == 0, done.stdout + done.stderr
     done, live = run(
-        "--phases", "1,2,6", "--inventory", str(other.inventory),
+        "--phases", "1,2,3,6", "--inventory", str(other.inventory),
         "--target", str(other.dir / "target.yaml"), "--allow-disruption",
         out=tmp_path / "b",
     )  # fmt: skip
@@ -92,22 +92,55 @@ def test_phases_0_1_2_and_6_on_the_other_shape(other: TwinLab, tmp_path: Path) -
     # The servers present by phase 2 (the other masters' nodes join in phase 6).
     pods = {k for k in phase2 if k.startswith("pods-")}
     assert pods == {"pods-cyclops", "pods-worker-amber", "pods-worker-jade"}
+    phase3 = {c["id"]: c for c in checks_of(live, "phase3")}
+    # Its own exports and namespace: the library (ro) and scratch (rw) claims in streaming,
+    # reached from the nodes present by phase 3 on 127.78.x.y; no app writes to library.
+    assert {"pvc-library-streaming", "pvc-scratch-streaming", "pod-reads-media"} <= set(phase3)
+    assert phase3["write-library"]["status"] == "pass", phase3["write-library"]
+    assert "EROFS" in phase3["write-library"]["detail"]
+    assert phase3["write-scratch"]["status"] == "pass", phase3["write-scratch"]
+    assert phase3["app-writes-ro-export"]["status"] == "pass"
+    assert {k for k in phase3 if k.startswith("nfs-from-")} == {
+        f"nfs-from-{n.name}" for n in load_inventory(other.inventory).nodes_present(3)
+    }
     phase6 = {c["id"]: c for c in checks_of(live, "phase6")}
     assert phase6["etcd-quorum"]["title"] == "etcd has 5 members and one leader"
     assert phase6["control-plane"]["title"] == "5 control-plane nodes Ready"
     assert phase6["api-survives-host-loss"]["status"] == "pass"
-    every = [*phase0.values(), *phase1.values(), *phase2.values(), *phase6.values()]
+    every = [*phase0.values(), *phase1.values(), *phase2.values(), *phase3.values()]
+    every += list(phase6.values())
     failed = [(c["id"], c["detail"]) for c in every if c["status"] == "fail"]
     assert not failed, failed
     for check in every:
         text = f"{check['id']} {check['title']} {check['detail']}"
         assert not any(name in text for name in PLAN_NAMES), text
+    # app-writes-ro-export is the inventory's answer (no app mounts library read-write):
+    # nothing is asked of the cluster for it.
     live_checks = [*phase1.values(), *phase2.values(), *phase6.values()]
+    live_checks += [c for c in phase3.values() if c["id"] != "app-writes-ro-export"]
     assert all(c["seconds"] > 0 for c in live_checks if c["status"] != "skip")
 
 
+def _nfs_server_processes(directory: Path) -> list[str]:
+    """ganesha and its private rpcbind of this twin (they carry its directory in their
+    environment)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            name = (proc / "comm").read_text().strip()
+            env = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if name in ("ganesha.nfsd", "rpcbind") and str(directory).encode() in env:
+            found.append(name)
+    return found
+
+
 def test_down_leaves_nothing_of_the_other_twin(other: TwinLab) -> None:
+    # Its NFS host runs the real ganesha beside a private rpcbind until the twin goes down.
+    assert sorted(_nfs_server_processes(other.dir)) == ["ganesha.nfsd", "rpcbind"]
     supervisor.down(other.dir)
+    assert not _nfs_server_processes(other.dir)
     left = []
     for proc in Path("/proc").iterdir():
         try:

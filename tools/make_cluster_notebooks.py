@@ -1,4 +1,4 @@
-"""Write notebooks/phase1.ipynb, phase2.ipynb and phase6.ipynb (no outputs, stable cell ids).
+"""Write notebooks/phase1, phase2, phase3 and phase6.ipynb (no outputs, stable cell ids).
 
 Run after changing the cells here: python tools/make_cluster_notebooks.py
 """
@@ -17,6 +17,38 @@ PARAMS = '''# Parameters (papermill replaces these)
 inventory = "params/cluster.yaml"
 target = "outputs/twin/target.yaml"  # `halab twin up` writes it; yours: params/target-home.yaml
 run_dir = "outputs/runs/interactive"'''
+
+FIO = (
+    "\n# The storage benchmark's fio file and random-job seconds (small: a check, not a study)"
+    '\nfio_size = "32M"\nfio_runtime = 2'
+)
+
+
+def bench_cells(phase: int, subjects: str, words: str) -> list[nbformat.NotebookNode]:
+    """The storage benchmark section: fio Jobs, the local disk as the baseline."""
+    return [
+        new_markdown_cell(
+            "## Storage benchmark\n\nIn the manner of kubestr's fio: fio runs as Jobs on one "
+            f"node, on {words} and, as the baseline in the same run, on the node's local disk "
+            "(an emptyDir), each measured the same way: sequential read and write MB/s, 4 KiB "
+            "random read and write IOPS, and the random jobs' latency p50 and p99. Saved as "
+            f"`phase{phase}.storage.json` (`halab.storagebench/v1`); `halab storage-bench` "
+            "runs the same headless, bigger."
+        ),
+        new_code_cell(
+            "from halab.storagebench.fio import FioSpec\n"
+            "from halab.storagebench.runner import section\n\n"
+            f"bench = section(ctx, api, {subjects}, FioSpec(fio_size, fio_runtime), "
+            f'{phase}, "phase{phase}")\n'
+            'bench.table() if bench else "no target: nothing measured"'
+        ),
+        new_code_cell(
+            "if bench:\n"
+            "    display(bench.ratios())\n"
+            '    display(ev.figure(bench.figure(), "storage"))'
+        ),
+    ]
+
 
 PHASE1 = [
     new_markdown_cell(
@@ -51,8 +83,7 @@ PHASE1 = [
         "at registration normally are there already). Run it again and it changes nothing."
     ),
     new_code_cell(
-        "from halab.changes import changes_table\n\n"
-        "changes_table(phase1.label_nodes(ctx, api))"
+        "from halab.changes import changes_table\n\nchanges_table(phase1.label_nodes(ctx, api))"
     ),
     new_markdown_cell("## Nodes\n\nWhat `kubectl get nodes` shows, as a table."),
     new_code_cell('node_table(api) if api else "no target: nothing to show"'),
@@ -78,15 +109,15 @@ PHASE2 = [
         "The plan's *Phase 2: SeaweedFS Distributed Storage (Basic 2-Node)*: SeaweedFS "
         "masters, volume servers and filers on the nodes the inventory gives them, the CSI "
         "driver and the `seaweedfs-ha` / `seaweedfs-ha-rwx` StorageClasses, a test claim "
-        "written and read, \"data replicated across all 3 nodes\", and \"survive single "
-        "node stop\".\n\n"
+        'written and read, "data replicated across all 3 nodes", and "survive single '
+        'node stop".\n\n'
         "SeaweedFS is reached through the Kubernetes API server's service proxy, so the "
         "target's kubeconfig is all it takes. Where the copies really are is read from the "
         "master, and the planner's placement predictions are checked against it: the live "
         "master is asked to grow one volume of every replication code in a throwaway "
         "collection."
     ),
-    new_code_cell(PARAMS + "\nallow_disruption = False", metadata={"tags": ["parameters"]}),
+    new_code_cell(PARAMS + "\nallow_disruption = False" + FIO, metadata={"tags": ["parameters"]}),
     new_code_cell(
         "from halab import evidence\n"
         "from halab.changes import changes_table\n"
@@ -145,10 +176,7 @@ PHASE2 = [
         "ev.add(phase2.check_read_back(sw, probe), *phase2.check_replicated(ctx, sw, probe))\n"
         "phase2.copies_table(sw) if sw else None"
     ),
-    new_code_cell(
-        "if sw:\n"
-        '    display(ev.figure(phase2.copies_figure(sw), "copies"))'
-    ),
+    new_code_cell('if sw:\n    display(ev.figure(phase2.copies_figure(sw), "copies"))'),
     new_markdown_cell(
         "## The planner against SeaweedFS\n\nFor every replication code the planner lists for "
         "this layout, the live master grows one volume in a throwaway collection (deleted "
@@ -167,6 +195,71 @@ PHASE2 = [
         "print(phase2.cleanup(sw, probe).detail)\n"
         "ev"
     ),
+    *bench_cells(2, '("local", "seaweedfs")', "a SeaweedFS claim (the CSI driver's weed mount)"),
+    new_code_cell("evidence.finish(ev)"),
+]
+
+PHASE3 = [
+    new_markdown_cell(
+        "# Phase 3: Unraid NFS\n\n"
+        "The plan's *Phase 3: Unraid NFS Integration*: the NFS server's exports (the plan's "
+        "`/mnt/user/media` read-only and `/mnt/user/transcode` read-write), NFS PVs and claims, "
+        'and its three validation lines: "NFS exports accessible from all nodes", "Media '
+        'PVC binds successfully", "Test pod can read media files".\n\n'
+        "Added, because the plan implies them: a pod can write to the read-write export, the "
+        "read-only export refuses writes, and the plan's own mistake (Sonarr mounts the "
+        "read-only export to write to it, finding `nfs-write-to-ro-export`) is shown on the "
+        "cluster. The NFS server is spoken to by a real NFSv3 client on the ports the target "
+        "gives (`nfs:`); its exports come from the inventory's `storage.nfs`."
+    ),
+    new_code_cell(PARAMS + FIO, metadata={"tags": ["parameters"]}),
+    new_code_cell(
+        "from halab import evidence\n"
+        "from halab.changes import changes_table\n"
+        "from halab.context import open_context, evidence_for\n"
+        "from halab.kube import api_client\n"
+        "from halab.phases import phase3\n\n"
+        "ctx = open_context(inventory, target=target or None, run_dir=run_dir)\n"
+        'ev = evidence_for(ctx, "phase3")\n'
+        "api = api_client(ctx.target) if ctx.target else None  # None: live checks are skipped\n"
+        "ctx.summary()"
+    ),
+    new_markdown_cell(
+        "## The exports\n\nEach export of the inventory, its options, and the claim and PV "
+        "the rendered tree gives it in each namespace whose apps mount it (a PV binds one "
+        "claim). Below it, the server's `/etc/exports` as rendered (`external/<host>/exports`): "
+        "the cluster's subnet only, not `*`. Put it on the server and run `exportfs -ra`."
+    ),
+    new_code_cell("phase3.scope(ctx)"),
+    new_code_cell("print(phase3.exports_file(ctx))"),
+    new_markdown_cell(
+        "## Deliver storage/nfs.yaml\n\nThe NFS PVs and claims, by server-side apply (field "
+        "manager `halab`). Each PV is pre-bound to its claim, so no other claim can take it."
+    ),
+    new_code_cell("changes_table(phase3.deliver(ctx, api))"),
+    new_markdown_cell(
+        "## Exported, and reachable from every node\n\nThe server's MOUNT service lists "
+        "every export. Then every export is listed and read by an NFS client whose "
+        "connections start from each node's address (the exports admit the cluster's subnet "
+        "only). Where a node's address is not one of this machine's (at home), a pod pinned "
+        "to the node mounts every export's claim and lists it instead: the node's own NFS "
+        "client, as its workloads use it."
+    ),
+    new_code_cell("ev.add(phase3.check_exports(ctx), *phase3.check_from_nodes(ctx, api=api))\nev"),
+    new_markdown_cell(
+        "## Claims and pods\n\nEach claim Bound to its rendered PV; a pod mounting the "
+        "media claim checksums every file, and the sums must equal what an NFS client reads "
+        "straight from the server; a pod writes to each read-write export and is refused "
+        "(EROFS) on each read-only one; and every app that mounts a read-only export "
+        "read-write tries the write its pod would make (a warning when it fails: the plan's "
+        "mistake, live)."
+    ),
+    new_code_cell(
+        "ev.add(*phase3.check_claims(ctx, api), phase3.check_pod_reads(ctx, api))\n"
+        "ev.add(*phase3.check_writes(ctx, api), *phase3.check_app_mounts(ctx, api))\n"
+        "ev"
+    ),
+    *bench_cells(3, '("local", "nfs")', "the read-write NFS claim (the transcode export)"),
     new_code_cell("evidence.finish(ev)"),
 ]
 
@@ -235,4 +328,5 @@ def write(name: str, cells: list[nbformat.NotebookNode]) -> None:
 if __name__ == "__main__":
     write("phase1", PHASE1)
     write("phase2", PHASE2)
+    write("phase3", PHASE3)
     write("phase6", PHASE6)

@@ -94,6 +94,35 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_storage_bench(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from halab.context import open_context
+    from halab.kube import api_client
+    from halab.storagebench import runner
+    from halab.storagebench.fio import FioSpec
+
+    ctx = open_context(args.inventory, target=args.target, run_dir=args.out)
+    assert ctx.target is not None
+    subjects = tuple(s.strip() for s in args.subjects.split(",") if s.strip())
+    result = runner.run(
+        ctx,
+        api_client(ctx.target),
+        subjects,
+        FioSpec(args.size, args.runtime),
+        node=args.node,
+        timeout=args.timeout,
+        say=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print("\n".join(result.lines()))
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    saved = result.save(ctx.run_dir / f"storage-{stamp}.json")
+    figure = result.figure()
+    figure.savefig(saved.with_suffix(".png"), dpi=110)
+    print(f"result: {saved}\nfigure: {saved.with_suffix('.png')}")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from halab.runner import parse_phases, run_notebooks
     from halab.runner.execute import new_run_dir
@@ -254,6 +283,7 @@ def _cmd_twin(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             say=lambda line: print(f"twin: {line}", file=sys.stderr, flush=True),
             network=args.network,
+            media=(args.media_seconds, args.media_height),
         )
         paths = supervisor.TwinPaths(directory)
         if not started:
@@ -297,6 +327,10 @@ def _cmd_twin(args: argparse.Namespace) -> int:
     if etcd.get("divergence"):
         print(f"  {etcd['divergence']}")
     print(f"  VIP {doc['vip']} held by {doc.get('vip_holder') or 'nobody'}")
+    if doc.get("nfs"):
+        nfs = doc["nfs"]
+        state = "nfs-ganesha" if nfs["up"] else "down with its host"
+        print(f"  NFS {nfs['address']} on {nfs['host']} ({state}): {', '.join(nfs['exports'])}")
     for node, ready in sorted((doc.get("nodes") or {}).items()):
         print(f"  node {node:10} {'Ready' if ready else 'NotReady'}")
     for pod in doc.get("pods") or []:
@@ -393,6 +427,20 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("results", nargs="+")
     bc.add_argument("--out", default="outputs/bench/compare.html")
 
+    sb = sub.add_parser(
+        "storage-bench",
+        help="fio as Jobs on a SeaweedFS claim, the NFS claim and local disk (the baseline)",
+    )
+    sb.add_argument("--target", required=True, help="target file (how to reach the cluster)")
+    sb.add_argument("--inventory", default="params/cluster.yaml")
+    sb.add_argument("--subjects", default="local,seaweedfs,nfs", help="which volumes to measure")
+    sb.add_argument("--size", default="256M", help="fio's file size (fio's units: 64M, 1G)")
+    sb.add_argument("--runtime", type=int, default=10, help="seconds of each random job")
+    sb.add_argument("--node", default=None, help="run the Jobs there (default: the first worker)")
+    sb.add_argument("--timeout", type=float, default=900.0, help="seconds for each fio Job")
+    sb.add_argument("--out", default="outputs/bench", help="where the JSON and figure go")
+    sb.set_defaults(func=_cmd_storage_bench)
+
     tw = sub.add_parser(
         "twin", help="the stand-in cluster on this machine: up, down, status, fail, recover"
     )
@@ -409,6 +457,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=_twin_network,
         default="127.77.0.0/24",
         help="the loopback /24 it runs on (default 127.77.0.0/24; another for a second twin)",
+    )
+    tu.add_argument(
+        "--media-seconds",
+        type=float,
+        default=2.0,
+        help="length of each clip of the NFS media library it seeds (default 2)",
+    )
+    tu.add_argument(
+        "--media-height", type=int, default=180, help="the clips' frame height (default 180)"
     )
     td = tsub.add_parser("down", help="stop everything it started")
     ts = tsub.add_parser("status", help="hosts, etcd members and leader, VIP holder, nodes")

@@ -53,6 +53,14 @@ class EtcdAccess(_Strict):
     key_file: str = ""
 
 
+class NfsAccess(_Strict):
+    """The NFS server's ports; the kit asks no portmapper. mountd's port is what `rpcinfo -p
+    SERVER` lists for mountd v3 tcp (pin it with rpc.mountd's --port so it stays)."""
+
+    nfs_port: int = Field(default=2049, ge=1, le=65535)
+    mount_port: int | None = Field(default=None, ge=1, le=65535)
+
+
 class PowerCommands(_Strict):
     """How to pull a host's plug and put it back, as shell commands with {host}:
     for the twin `halab twin fail {host}`; at home, say, an IPMI or Proxmox call."""
@@ -71,6 +79,7 @@ class Target(_Strict):
     secrets: dict[str, str] = Field(default_factory=dict)  # secret name -> env variable
     etcd: EtcdAccess = Field(default_factory=EtcdAccess)
     power: PowerCommands = Field(default_factory=PowerCommands)
+    nfs: NfsAccess = Field(default_factory=NfsAccess)
     # What this cluster cannot do, capability -> why: a check that needs it skips with
     # the reason rather than passing (the twin has no GPU, for one).
     cannot: dict[str, str] = Field(default_factory=dict)

@@ -182,3 +182,92 @@ def _unschedulable(pod: Any) -> str:
         if condition.type == "PodScheduled" and condition.reason == "Unschedulable":
             return str(condition.message or "Unschedulable")
     return ""
+
+
+def wait_bound(api: Any, namespace: str, claim: str, timeout: float) -> Any:
+    """The claim once it is Bound (a ClusterError naming it when it does not bind)."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+
+    def bound() -> Any:
+        found = core.read_namespaced_persistent_volume_claim(claim, namespace)
+        return found if found.status.phase == "Bound" else None
+
+    return wait_for(bound, timeout, f"claim {namespace}/{claim} Bound")
+
+
+@dataclass
+class PodRun:
+    """How a one-off check pod ended: its phase, node and log."""
+
+    phase: str
+    node: str
+    log: str
+
+
+def run_pod(
+    api: Any,
+    namespace: str,
+    name: str,
+    script: str,
+    volumes: list[dict[str, Any]],
+    mounts: list[dict[str, Any]],
+    timeout: float = 120,
+    node: str | None = None,
+    tolerations: list[dict[str, Any]] | None = None,
+) -> PodRun:
+    """Run `script` (sh) in a busybox pod with these volumes, to completion, and delete
+    it; a pod that cannot start (a volume that will not mount) ends in a ClusterError
+    whose text quotes the pod's last Warning event."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [
+            {
+                "name": "check",
+                "image": "busybox:1.36",
+                "command": ["sh", "-c", script],
+                "volumeMounts": mounts,
+            }
+        ],
+        "volumes": volumes,
+    }
+    if node:
+        spec["nodeName"] = node
+    if tolerations:
+        spec["tolerations"] = tolerations
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "halab"}},
+            "spec": spec,
+        },
+    )
+
+    def finished() -> Any:
+        pod = core.read_namespaced_pod(name, namespace)
+        return pod if pod.status.phase in ("Succeeded", "Failed") else None
+
+    try:
+        try:
+            pod = wait_for(finished, timeout, f"pod {namespace}/{name} finished", every=0.3)
+        except ClusterError as exc:
+            raise ClusterError(f"{exc}{_last_warning(core, namespace, name)}") from None
+        log = core.read_namespaced_pod_log(name, namespace)
+    finally:
+        core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+    return PodRun(pod.status.phase, pod.spec.node_name or "", log)
+
+
+def _last_warning(core: Any, namespace: str, pod: str) -> str:
+    try:
+        events = core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.name={pod}"
+        ).items
+    except Exception:  # the events are a courtesy; the timeout is the error
+        return ""
+    warnings = [e for e in events if e.type == "Warning"]
+    return f"; its last warning: {warnings[-1].reason}: {warnings[-1].message}" if warnings else ""

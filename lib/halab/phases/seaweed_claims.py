@@ -12,7 +12,7 @@ from halab.context import Context
 from halab.evidence import Check, timed
 from halab.explain import explain
 from halab.kube import wait_for
-from halab.phases.cluster_checks import Verdict, no_target
+from halab.phases.cluster_checks import Verdict, no_target, wait_bound
 
 CSI_DRIVER = "seaweedfs-csi-driver"
 
@@ -141,15 +141,7 @@ def _remove_claim(ctx: Context, api: Any, core: Any, claim: str) -> None:
 def _bound(core: Any, claim: str, timeout: float) -> Verdict:
     from halab.phases.cluster_checks import CHECK_NAMESPACE
 
-    pvc = wait_for(
-        lambda: (
-            (c := core.read_namespaced_persistent_volume_claim(claim, CHECK_NAMESPACE)).status.phase
-            == "Bound"
-            and c
-        ),
-        timeout,
-        f"claim {claim} Bound",
-    )
+    pvc = wait_bound(core.api_client, CHECK_NAMESPACE, claim, timeout)
     return "pass", f"{claim} bound to {pvc.spec.volume_name}"
 
 

@@ -75,8 +75,8 @@ def _probe(app: App) -> Obj | None:
     return {"tcpSocket": {"port": app.ports[0]}}
 
 
-def _volumes(app: App) -> tuple[list[Obj], list[Obj], list[Obj]]:
-    """(pod volumes, container mounts, claims to create)."""
+def app_volumes(app: App) -> tuple[list[Obj], list[Obj], list[Obj]]:
+    """(pod volumes, container mounts, claims to create) of an app, as rendered."""
     volumes, mounts, claims = [], [], []
     for vol in app.volumes:
         mount: Obj = {"name": vol.name, "mountPath": vol.mount_path}
@@ -148,7 +148,7 @@ def orchestrator_ip(inv: Inventory) -> str:
 
 def workload(app: App, inv: Inventory) -> list[Obj]:
     lab = labels(app.name, app.role)
-    volumes, mounts, claims = _volumes(app)
+    volumes, mounts, claims = app_volumes(app)
     env = dict(app.env)
     if app.docker_mods:
         env["DOCKER_MODS"] = "|".join(app.docker_mods)  # linuxserver.io's separator

@@ -242,15 +242,41 @@ def csi(inv: Inventory) -> list[Obj]:
     ]
 
 
+def nfs_claims(inv: Inventory) -> list[tuple[str, str, str]]:
+    """(export, namespace, PV name) for every NFS claim: one in each namespace whose apps
+    mount the export (a PV binds one claim, so each namespace gets a PV of its own), the
+    first app's namespace for an export no app mounts."""
+    nfs_cfg = inv.storage.nfs
+    if nfs_cfg is None:
+        return []
+    k8s_apps = [a for a in inv.apps if a.kind != "docker"]
+    fallback = k8s_apps[0].namespace if k8s_apps else "default"
+    out = []
+    for export in nfs_cfg.exports:
+        namespaces = sorted(
+            {
+                a.namespace
+                for a in k8s_apps
+                for v in a.volumes
+                if v.kind == "nfs" and v.export == export.name
+            }
+        ) or [fallback]
+        for ns in namespaces:
+            name = f"nfs-{export.name}" if len(namespaces) == 1 else f"nfs-{export.name}-{ns}"
+            out.append((export.name, ns, name))
+    return out
+
+
 def nfs(inv: Inventory) -> list[Obj]:
     nfs_cfg = inv.storage.nfs
     if nfs_cfg is None:
         return []
     server = str(inv.host(nfs_cfg.host).address)
+    exports = {e.name: e for e in nfs_cfg.exports}
     objs: list[Obj] = []
-    for export in nfs_cfg.exports:
+    for export_name, namespace, name in nfs_claims(inv):
+        export = exports[export_name]
         modes = ["ReadOnlyMany"] if export.read_only else ["ReadWriteMany"]
-        name = f"nfs-{export.name}"
         lab = labels("nfs", export.name)
         objs.append(
             {
@@ -264,6 +290,8 @@ def nfs(inv: Inventory) -> list[Obj]:
                     "storageClassName": "",
                     "mountOptions": ["nfsvers=4.1", "hard", "noatime"],
                     "nfs": {"server": server, "path": export.path, "readOnly": export.read_only},
+                    # Pre-bound both ways, so no other claim can take this volume.
+                    "claimRef": {"namespace": namespace, "name": export.name},
                 },
             }
         )
@@ -271,7 +299,7 @@ def nfs(inv: Inventory) -> list[Obj]:
             {
                 "apiVersion": "v1",
                 "kind": "PersistentVolumeClaim",
-                "metadata": meta(export.name, "media", labels=lab),
+                "metadata": meta(export.name, namespace, labels=lab),
                 "spec": {
                     "accessModes": modes,
                     "storageClassName": "",

@@ -31,8 +31,11 @@ from halab.twin.controllers.manager import Manager, Settings
 from halab.twin.dns import ClusterDns, dns_address
 from halab.twin.etcd import member_command
 from halab.twin.kubelet.agent import Kubelet
+from halab.twin.kubelet.nfs import twin_mapper
 from halab.twin.kubelet.node import KUBELET_PORT
 from halab.twin.kubelet.server import kubelet_app
+from halab.twin.nfs_server import spec_for as nfs_spec
+from halab.twin.nfs_server import start as start_nfs
 from halab.twin.timings import TwinTimings
 from halab.twin.topology import TWIN_NETWORK, TwinTopology
 from halab.twin.vip import VipHolder
@@ -52,15 +55,22 @@ class Host:
         self.timings = TwinTimings.from_inventory(inv)
         self.host_dir = directory / "hosts" / name
         self.etcd: list[subprocess.Popen[bytes]] = []
+        self.nfs: list[subprocess.Popen[bytes]] = []
         self.runners: list[web.AppRunner] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.clients: list[Client] = []
+
+    @property
+    def root(self) -> Path:
+        """The host's own disk: its bare-metal node's files, its NFS exports, its Docker
+        containers' host paths."""
+        return self.host_dir / "root"
 
     def node_root(self, node: InventoryNode) -> Path:
         """The node's own filesystem, where its hostPath volumes live: a VM or container
         has a disk of its own, a bare-metal node is its host."""
         if node.kind == "bare-metal":
-            return self.host_dir / "root"
+            return self.root
         return self.host_dir / "nodes" / node.name / "root"
 
     def server_addresses(self) -> list[str]:
@@ -69,6 +79,10 @@ class Host:
     async def run(self) -> None:
         self.host_dir.mkdir(parents=True, exist_ok=True)
         servers = [n for n in self.inv.servers if n.host == self.name]
+        nfs = self.inv.storage.nfs
+        if nfs is not None and nfs.host == self.name:
+            spec = nfs_spec(self.inv, self.root, self.host_dir / "nfs", self.topology.network)
+            self.nfs = start_nfs(self.inv, spec)
         for member in self.topology.etcd_on(self.name):
             member.data_dir.parent.mkdir(parents=True, exist_ok=True)
             out = (member.data_dir.parent / f"{member.name}.log").open("ab")
@@ -85,7 +99,8 @@ class Host:
             await self._control_plane(node.name)
         for node in (n for n in self.inv.nodes if n.host == self.name):
             await self._kubelet(node.name, is_server=node.k3s_role == "server")
-        self._cluster_dns(servers[0].name if servers else None)
+        if any(n.host == self.name for n in self.inv.nodes):
+            self._cluster_dns(servers[0].name if servers else None)
         await asyncio.gather(*self.tasks)
 
     def _cluster_dns(self, local_server: str | None) -> None:
@@ -174,6 +189,11 @@ class Host:
             self.dir,
             self.timings.kubelet_heartbeat,
             self.topology.pod_octet,
+            twin_mapper(
+                self.inv.network.subnet.network_address,
+                self.inv.network.subnet.prefixlen,
+                self.topology.network.network_address,
+            ),
         )
         runner = web.AppRunner(
             kubelet_app(kubelet.log_file), access_log=None, handler_cancellation=True
@@ -191,9 +211,9 @@ class Host:
             await client.close()
         for runner in self.runners:
             await runner.cleanup()
-        for proc in self.etcd:
+        for proc in self.etcd + self.nfs:
             proc.terminate()
-        for proc in self.etcd:
+        for proc in self.etcd + self.nfs:
             try:
                 proc.wait(5)
             except subprocess.TimeoutExpired:

@@ -23,6 +23,7 @@ from typing import Any
 from halab.errors import StepError
 from halab.inventory import Inventory, load_inventory
 from halab.twin.etcd import EtcdClient, EtcdError
+from halab.twin.nfs_server import MOUNT_PORT, NFS_PORT
 from halab.twin.topology import TWIN_NETWORK, TwinTopology
 
 API_PORT = 6443
@@ -152,6 +153,8 @@ def write_access_files(paths: TwinPaths, topology: TwinTopology, inv: Inventory)
         "etcd:\n"
         "  endpoints:\n"
         f"{etcd}"
+        "# The NFS server's ports: clients never ask its portmapper (see nfs_server.py).\n"
+        f"nfs: {{nfs_port: {NFS_PORT}, mount_port: {MOUNT_PORT}}}\n"
         "power:\n"
         f"  off: {twin} fail {{host}}\n"
         f"  on: {twin} recover {{host}}\n"
@@ -160,7 +163,7 @@ def write_access_files(paths: TwinPaths, topology: TwinTopology, inv: Inventory)
     )
 
 
-def ports_in_use(topology: TwinTopology) -> list[str]:
+def ports_in_use(topology: TwinTopology, nfs_address: str | None = None) -> list[str]:
     """Twin addresses something else already listens on (another twin, most likely)."""
     import socket
 
@@ -168,6 +171,8 @@ def ports_in_use(topology: TwinTopology) -> list[str]:
     for member in topology.etcd:
         wanted += [(str(member.address), p) for p in (2379, 2380, API_PORT)]
     wanted += [(str(a), 10250) for a in topology.nodes.values()]
+    if nfs_address is not None:
+        wanted += [(nfs_address, NFS_PORT), (nfs_address, MOUNT_PORT)]
     busy = []
     for address, port in wanted:
         with socket.socket() as probe:
@@ -244,9 +249,10 @@ def up(
     timeout: float = 90.0,
     say: Any = None,
     network: IPv4Network = TWIN_NETWORK,
+    media: tuple[float, int] = (2.0, 180),
 ) -> bool:
     """Start the twin on `network` (a loopback /24); False (and nothing done) when it
-    already runs."""
+    already runs. `media` sizes the NFS host's media library: seconds a clip, height."""
     paths = TwinPaths(directory)
     inv = load_inventory(inventory)
     previous = read_state(paths)
@@ -260,7 +266,8 @@ def up(
     if alive and len(alive) == len(previous.get("hosts", {})):
         return False
     if not alive:
-        busy = ports_in_use(topology)
+        nfs = inv.storage.nfs
+        busy = ports_in_use(topology, str(topology.hosts[nfs.host]) if nfs else None)
         if busy:
             raise TwinError(
                 f"{', '.join(busy[:4])}{' ...' if len(busy) > 4 else ''} already in use: another "
@@ -271,10 +278,9 @@ def up(
     state["inventory"] = str(inventory.resolve())
     state["network"] = str(network)
     state["started"] = time.time()
+    _seed_media(inv, paths, topology, media)
     for host in inv.hosts:
-        if host.name in alive:
-            continue
-        if not any(n.host == host.name for n in inv.nodes):
+        if host.name in alive or not runs_something(inv, host.name):
             continue
         state["hosts"][host.name] = {
             "pid": _start_host(paths, inventory.resolve(), host.name, network),
@@ -288,6 +294,33 @@ def up(
         down(directory)
         raise
     return True
+
+
+def runs_something(inv: Inventory, host: str) -> bool:
+    """A host the twin starts: it has k3s nodes, or it is the NFS server."""
+    nfs = inv.storage.nfs
+    return any(n.host == host for n in inv.nodes) or (nfs is not None and nfs.host == host)
+
+
+def _seed_media(
+    inv: Inventory, paths: TwinPaths, topology: TwinTopology, media: tuple[float, int]
+) -> None:
+    """The media library on the NFS host's read-only exports (the first export when none
+    is read-only), made before the host serves them."""
+    from halab.twin.media import seed
+
+    nfs = inv.storage.nfs
+    if nfs is None:
+        return
+    exports = [e for e in nfs.exports if e.read_only] or nfs.exports[:1]
+    host_dir = paths.dir / "hosts" / nfs.host
+    for export in exports:
+        seed(
+            host_dir / "root" / export.path.lstrip("/"),
+            paths.dir / "media-cache",
+            host_dir / "nfs" / f"library-{export.name}.json",
+            *media,
+        )
 
 
 def _kill(pid: int, sig: int) -> None:
@@ -443,6 +476,14 @@ def status(directory: Path) -> dict[str, Any]:
         },
         "vip": str(topology.vip),
     }
+    nfs = inv.storage.nfs
+    if nfs is not None:
+        out["nfs"] = {
+            "host": nfs.host,
+            "address": str(topology.hosts[nfs.host]),
+            "up": nfs.host in alive,
+            "exports": [f"{e.path} ({'ro' if e.read_only else 'rw'})" for e in nfs.exports],
+        }
     endpoints = [m.client_url for m in topology.etcd if m.host in alive]
     out["etcd"] = {
         "members": [m.name for m in topology.etcd],

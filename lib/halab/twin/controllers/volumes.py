@@ -38,8 +38,15 @@ def _size(value: Any) -> float:
 
 def fits(pvc: dict[str, Any], pv: dict[str, Any], klass: str) -> bool:
     spec, pv_spec = pvc["spec"], pv["spec"]
-    if pv.get("status", {}).get("phase") != "Available" or pv_spec.get("claimRef"):
+    if pv.get("status", {}).get("phase") != "Available":
         return False
+    ref = pv_spec.get("claimRef")
+    if ref:
+        # Pre-bound (claimRef without a uid): the volume is that claim's alone.
+        meta = pvc["metadata"]
+        mine = (ref.get("namespace"), ref.get("name")) == (meta["namespace"], meta["name"])
+        if not mine or ref.get("uid") not in (None, meta.get("uid")):
+            return False
     if (pv_spec.get("storageClassName") or "") != klass:
         return False
     if not set(spec.get("accessModes") or []) <= set(pv_spec.get("accessModes") or []):

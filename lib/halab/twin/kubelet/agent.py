@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -23,6 +23,7 @@ from halab.twin.events import event_body
 from halab.twin.images.catalogue import program_for
 from halab.twin.kubelet import runtime
 from halab.twin.kubelet.csi import CsiNode, MountPending
+from halab.twin.kubelet.nfs import NfsMounts
 from halab.twin.kubelet.node import conditions, node_object
 from halab.twin.kubelet.probes import probe_ok
 from halab.twin.kubelet.volumes import volume_dirs
@@ -58,6 +59,7 @@ class Kubelet:
         twin_root: Path,
         heartbeat: float,
         pod_octet: int = 42,
+        nfs_map: Callable[[str], str | None] | None = None,
     ) -> None:
         self.client = client
         self.node = node
@@ -83,6 +85,7 @@ class Kubelet:
         self._next_ip = self._last_reserved() + 1
         self._tasks: set[asyncio.Task[None]] = set()
         self.csi = CsiNode(client, node.name, self.nameserver)
+        self.nfs = NfsMounts(str(address), nfs_map) if nfs_map is not None else None
 
     # -- node -----------------------------------------------------------------------------
 
@@ -199,6 +202,8 @@ class Kubelet:
                 for running in state.containers.values():
                     await running.stop(0)
             await self.csi.release_all()
+            if self.nfs is not None:
+                await self.nfs.release_all()
 
     def _sync(self) -> None:
         wanted = {p["metadata"]["uid"]: p for p in self.informer.values()}
@@ -305,7 +310,7 @@ class Kubelet:
                 if self._all_done(state, pod):
                     await self._report(state, ns, name)
                     # A finished pod's volumes are torn down; its record stays.
-                    await self.csi.release(state.uid)
+                    await self._release_volumes(state.uid)
                     # Keep the record until the pod is deleted.
                     while self._current(ns, name) is not None and not (
                         self._current(ns, name) or {}
@@ -327,7 +332,7 @@ class Kubelet:
             with contextlib.suppress(Exception):
                 await self._report_error(ns, name, str(exc))
         finally:
-            await self.csi.release(state.uid)  # its volumes unmount when its containers end
+            await self._release_volumes(state.uid)  # they unmount when its containers end
             if not state.stopping:
                 self.pods.pop(state.uid, None)
 
@@ -372,6 +377,11 @@ class Kubelet:
                 await asyncio.sleep(min(0.5 * 2**attempts, 5))
         return True
 
+    async def _release_volumes(self, uid: str) -> None:
+        await self.csi.release(uid)
+        if self.nfs is not None:
+            await self.nfs.release(uid)
+
     async def _wait_volumes(
         self, pod: dict[str, Any], pod_dir: Path, ns: str, name: str
     ) -> dict[str, Path] | None:
@@ -381,7 +391,7 @@ class Kubelet:
         while True:
             try:
                 return await volume_dirs(
-                    self.client, pod, pod_dir, self.host_root, self.twin_root, self.csi
+                    self.client, pod, pod_dir, self.host_root, self.twin_root, self.csi, self.nfs
                 )
             except MountPending as exc:
                 if exc.message != told:
@@ -444,11 +454,9 @@ class Kubelet:
         program = program_for(c)
         if program.kind == "placeholder":
             return await runtime.start_placeholder(c, state.ip, log_path, now())
-        binds = {
-            m["mountPath"]: volumes[m["name"]]
-            for m in c.get("volumeMounts") or []
-            if m.get("name") in volumes
-        }
+        mounts = [m for m in c.get("volumeMounts") or [] if m.get("name") in volumes]
+        binds = {m["mountPath"]: volumes[m["name"]] for m in mounts}
+        read_only = {m["mountPath"] for m in mounts if m.get("readOnly")}
         resolv = pod_dir / "resolv.conf"
         resolv.parent.mkdir(parents=True, exist_ok=True)
         resolv.write_text(resolv_conf(pod["metadata"]["namespace"], self.nameserver))
@@ -461,6 +469,7 @@ class Kubelet:
             now(),
             str(self.twin_root),
             files={"/etc/resolv.conf": resolv},
+            read_only=read_only,
         )
 
     def _env(self, pod: dict[str, Any], c: dict[str, Any], state: PodState) -> dict[str, str]:

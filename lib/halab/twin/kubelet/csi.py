@@ -58,7 +58,10 @@ def mounts_under(under: Path) -> list[str]:
 
 
 def is_mounted(point: Path) -> bool:
-    return str(point.resolve()) in mounts_under(point)
+    # Only the parent is resolved: resolving the mount point itself would stat it, and a
+    # stat on a hard NFS mount whose server is down waits until the server is back.
+    where = point.parent.resolve() / point.name
+    return str(where) in mounts_under(point.parent)
 
 
 def lazy_unmount(point: str) -> None:
@@ -66,6 +69,52 @@ def lazy_unmount(point: str) -> None:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             if subprocess.run(command, capture_output=True, timeout=10).returncode == 0:
                 return
+
+
+async def _fusermount(flags: str, target: Path) -> int:
+    proc = await asyncio.create_subprocess_exec(
+        "fusermount3",
+        flags,
+        str(target),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    return await proc.wait()
+
+
+class PodMounts:
+    """The FUSE mounts a kubelet made for its pods; each ends with its pod."""
+
+    mounts: list[Any]
+
+    async def release(self, pod_uid: str) -> None:
+        """Unmount every volume of a pod that ended."""
+        for mount in [m for m in self.mounts if m.pod_uid == pod_uid]:
+            await self._unmount(mount)
+
+    async def release_all(self) -> None:
+        for mount in list(self.mounts):
+            await self._unmount(mount)
+
+    async def _unmount(self, mount: Any) -> None:
+        raise NotImplementedError
+
+
+async def unmount_fuse(target: Path, process: asyncio.subprocess.Process) -> None:
+    """Unmount a FUSE mount and end its daemon: lazily when a caller still holds it (a
+    reader waiting on a server that is gone), as umount -l would. Nothing here touches the
+    mount from this process: a host's event loop must never wait on a hung server."""
+    if await _fusermount("-u", target) != 0:
+        await _fusermount("-uz", target)
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 5)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
+            await process.wait()
 
 
 def _run(*command: str) -> None:
@@ -90,7 +139,7 @@ class Mount:
     process: asyncio.subprocess.Process
 
 
-class CsiNode:
+class CsiNode(PodMounts):
     def __init__(self, client: Client, node: str, nameserver: str) -> None:
         self.client = client
         self.node = node
@@ -259,34 +308,8 @@ class CsiNode:
         if not (va.get("status") or {}).get("attached"):
             raise MountPending(f"volume {pv} is not attached to {self.node} yet")
 
-    async def release(self, pod_uid: str) -> None:
-        """Unmount every volume of a pod that ended."""
-        for mount in [m for m in self.mounts if m.pod_uid == pod_uid]:
-            await self._unmount(mount)
-
-    async def release_all(self) -> None:
-        for mount in list(self.mounts):
-            await self._unmount(mount)
-
     async def _unmount(self, mount: Mount) -> None:
         with contextlib.suppress(ValueError):
             self.mounts.remove(mount)
-        proc = await asyncio.create_subprocess_exec(
-            "fusermount3",
-            "-u",
-            str(mount.target),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        if await proc.wait() != 0:
-            lazy_unmount(str(mount.target))
+        await unmount_fuse(mount.target, mount.process)
         lazy_unmount(str(mount.shared))
-        if mount.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(mount.process.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(mount.process.wait(), 5)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(mount.process.pid, signal.SIGKILL)
-                await mount.process.wait()

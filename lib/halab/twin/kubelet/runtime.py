@@ -28,6 +28,7 @@ def sandbox_command(
     workdir: str,
     tag: str = "",
     files: dict[str, Path] | None = None,
+    read_only: set[str] | None = None,
 ) -> list[str]:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
@@ -43,7 +44,9 @@ def sandbox_command(
             args += ["--ro-bind", str(target), f"/{link}"]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for mount_path, source in sorted(binds.items()):
-        args += ["--bind", str(source), mount_path]
+        # A volumeMount with readOnly: writes get EROFS, as the kubelet's ro bind gives.
+        how = "--ro-bind" if mount_path in (read_only or set()) else "--bind"
+        args += [how, str(source), mount_path]
     # Read-only files laid over the view: the pod's resolv.conf, a program's binary.
     for inside, source in sorted((files or {}).items()):
         args += ["--ro-bind", str(source), inside]
@@ -135,6 +138,7 @@ async def start_process(
     started_at: str,
     tag: str = "",
     files: dict[str, Path] | None = None,
+    read_only: set[str] | None = None,
 ) -> Running:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out = log_path.open("ab")
@@ -146,6 +150,7 @@ async def start_process(
                 container.get("workingDir", "/"),
                 tag,
                 {**program.files, **(files or {})},
+                read_only,
             ),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=out,

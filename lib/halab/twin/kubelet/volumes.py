@@ -12,6 +12,7 @@ from halab.twin.client import Client, ClientError, path
 
 if TYPE_CHECKING:
     from halab.twin.kubelet.csi import CsiNode
+    from halab.twin.kubelet.nfs import NfsMounts
 
 
 async def volume_dirs(
@@ -21,23 +22,51 @@ async def volume_dirs(
     host_root: Path,
     twin_root: Path,
     csi: CsiNode | None = None,
+    nfs: NfsMounts | None = None,
 ) -> dict[str, Path]:
-    """Volume name -> directory, created and filled (configMap/secret keys as files)."""
+    """Volume name -> directory, created and filled (configMap/secret keys as files).
+    NFS volumes are mounted from their server (`nfs`); without it, a folder of the twin."""
     out: dict[str, Path] = {}
     ns = pod["metadata"]["namespace"]
+    uid = pod["metadata"]["uid"]
     for vol in pod["spec"].get("volumes") or []:
         name = vol["name"]
+        mounted: Path | None = None  # a FUSE mount: never stat it from the event loop
         if "hostPath" in vol:
             where = host_root / vol["hostPath"]["path"].lstrip("/")
         elif "persistentVolumeClaim" in vol:
-            pv = await _claim_pv(client, ns, vol["persistentVolumeClaim"]["claimName"])
+            claim = vol["persistentVolumeClaim"]
+            pv = await _claim_pv(client, ns, claim["claimName"])
+            spec = pv.get("spec", {})
             where = _claim_dir(pv, host_root, twin_root)
-            if csi is not None and "csi" in pv.get("spec", {}):
-                where = await csi.mount(pv, pod, name, pod_dir) or where
+            if csi is not None and "csi" in spec:
+                mounted = await csi.mount(pv, pod, name, pod_dir)
+            elif nfs is not None and "nfs" in spec:
+                read_only = bool(spec["nfs"].get("readOnly") or claim.get("readOnly"))
+                mounted = await nfs.mount(
+                    str(spec["nfs"]["server"]),
+                    str(spec["nfs"]["path"]),
+                    read_only,
+                    uid,
+                    str(pv["metadata"]["name"]),
+                    pod_dir,
+                )
+        elif "nfs" in vol and nfs is not None:
+            where = mounted = await nfs.mount(
+                str(vol["nfs"]["server"]),
+                str(vol["nfs"]["path"]),
+                bool(vol["nfs"].get("readOnly")),
+                uid,
+                name,
+                pod_dir,
+            )
         elif "nfs" in vol:
             where = twin_root / "nfs" / vol["nfs"]["server"] / vol["nfs"]["path"].lstrip("/")
         else:
             where = pod_dir / "volumes" / name
+        if mounted is not None:
+            out[name] = mounted
+            continue
         where.mkdir(parents=True, exist_ok=True)
         for kind, plural, key in (
             ("configMap", "configmaps", "name"),
