@@ -44,7 +44,7 @@ demo: setup
 	$(BIN)/halab plan params/cluster.yaml
 	$(BIN)/halab render params/cluster.yaml --out outputs/gitops
 	$(BIN)/halab run --phases plan,0
-	$(BIN)/halab twin up params/cluster.yaml
+	$(BIN)/halab twin up --fresh params/cluster.yaml
 	$(BIN)/halab run --phases 1,2,3,6 --target outputs/twin/target.yaml --allow-disruption; \
 	  status=$$?; $(BIN)/halab twin status; $(BIN)/halab twin down; exit $$status
 	$(BIN)/halab bench --window 5 --warmup 2 --max-streams 8

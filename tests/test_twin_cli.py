@@ -73,6 +73,20 @@ def test_down_leaves_nothing_and_up_starts_again(twin: TwinLab) -> None:
     code, out, err = twin_cli(twin, "up", str(twin.inventory))
     assert code == 0, err
     assert "every node Ready" in out and twin.kubeconfig.exists()
+    # --fresh only from a stopped twin: it would throw away the disks of a running one.
+    code, _, err = twin_cli(twin, "up", "--fresh", str(twin.inventory))
+    assert code == 1 and "to start fresh" in err, err
+
+
+def test_fresh_forgets_the_disks_and_keeps_the_clip_cache(tmp_path: Path) -> None:
+    from halab.twin.supervisor import TwinPaths, _wipe
+
+    for name in ("hosts/unraid/root/mnt/user/media/x.mkv", "media-cache/c.mkv", "state.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    _wipe(TwinPaths(tmp_path))
+    assert not (tmp_path / "hosts").exists() and not (tmp_path / "state.json").exists()
+    assert (tmp_path / "media-cache" / "c.mkv").exists()
 
 
 def test_a_second_twin_is_refused_while_one_holds_the_addresses(

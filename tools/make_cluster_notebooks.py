@@ -141,11 +141,14 @@ PHASE2 = [
         "## Deliver storage/\n\nThe SeaweedFS part of the rendered tree, by server-side "
         "apply (field manager `halab`): the namespace, a StatefulSet of one per server pinned "
         "to its node, the CSI driver's HelmRelease (applied where Flux serves its kind) and the "
-        "StorageClasses. Then every pod of this phase is waited for."
+        "StorageClasses. Then every pod of this phase is waited for, and every filer must read "
+        "a marker written through every other: SeaweedFS's peer discovery can leave a filer "
+        "blind to one that registered while it started, and that filer is restarted."
     ),
     new_code_cell(
         "changes = phase2.deliver(ctx, api)\n"
         "changes.append(phase2.wait_running(ctx, api))\n"
+        "changes.append(phase2.converge_filers(ctx, api))\n"
         "changes_table(changes)"
     ),
     new_markdown_cell(

@@ -284,6 +284,7 @@ def _cmd_twin(args: argparse.Namespace) -> int:
             say=lambda line: print(f"twin: {line}", file=sys.stderr, flush=True),
             network=args.network,
             media=(args.media_seconds, args.media_height),
+            fresh=args.fresh,
         )
         paths = supervisor.TwinPaths(directory)
         if not started:
@@ -466,6 +467,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tu.add_argument(
         "--media-height", type=int, default=180, help="the clips' frame height (default 180)"
+    )
+    tu.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start from empty disks, not the last run's etcd, SeaweedFS and NFS data",
     )
     td = tsub.add_parser("down", help="stop everything it started")
     ts = tsub.add_parser("status", help="hosts, etcd members and leader, VIP holder, nodes")

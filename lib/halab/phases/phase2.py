@@ -21,7 +21,7 @@ from halab.context import Context
 from halab.evidence import Check, timed
 from halab.explain import explain
 from halab.kube import wait_for
-from halab.phases import seaweed_claims, seaweed_rehearsal
+from halab.phases import seaweed_claims, seaweed_filers, seaweed_rehearsal
 from halab.phases.cluster_checks import Verdict, no_target
 from halab.phases.seaweed_data import (
     Probe,
@@ -56,6 +56,7 @@ __all__ = [
     "check_registered",
     "check_replicated",
     "cleanup",
+    "converge_filers",
     "copies_figure",
     "copies_table",
     "deliver",
@@ -137,6 +138,17 @@ def wait_running(ctx: Context, api: Any, timeout: float = 180) -> Change:
         f"{pods.detail.split(' after ')[0]} after {time.monotonic() - start:.1f} s, and "
         f"{len(volumes)} volume servers registered",
     )
+
+
+def converge_filers(ctx: Context, api: Any) -> Change:
+    """Every filer reads what every other wrote; a blind one is restarted
+    (seaweed_filers.py says why SeaweedFS needs it)."""
+    if api is None:
+        return Change("filers see each other's files", False, "no target")
+    try:
+        return seaweed_filers.converge(SeaweedFS(api, ctx.inventory), api)
+    except Exception as exc:  # the read-back check says which filer is blind
+        return Change("filers see each other's files", False, explain(exc))
 
 
 # -- checks ---------------------------------------------------------------------------------

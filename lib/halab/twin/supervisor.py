@@ -250,13 +250,19 @@ def up(
     say: Any = None,
     network: IPv4Network = TWIN_NETWORK,
     media: tuple[float, int] = (2.0, 180),
+    fresh: bool = False,
 ) -> bool:
     """Start the twin on `network` (a loopback /24); False (and nothing done) when it
-    already runs. `media` sizes the NFS host's media library: seconds a clip, height."""
+    already runs. `media` sizes the NFS host's media library: seconds a clip, height.
+    `fresh` starts from empty disks (etcd, SeaweedFS, NFS) rather than the last run's."""
     paths = TwinPaths(directory)
     inv = load_inventory(inventory)
-    previous = read_state(paths)
     alive = running_hosts(paths)
+    if fresh and alive:
+        raise TwinError(f"the twin in {directory} runs: stop it (`halab twin down`) to start fresh")
+    if fresh:
+        _wipe(paths)
+    previous = read_state(paths)
     if alive and network_of(previous) != network:
         raise TwinError(
             f"the twin in {directory} runs on {network_of(previous)}, not {network}: "
@@ -294,6 +300,27 @@ def up(
         down(directory)
         raise
     return True
+
+
+def _wipe(paths: TwinPaths) -> None:
+    """Forget a stopped twin's disks and state; the clip cache stays (it is only a cache)."""
+    import shutil
+
+    left = mounts_under_dir(paths.dir)
+    if left:
+        raise TwinError(f"{left[0]} is still mounted: run `halab twin down` first")
+    for name in ("hosts", "state.json", "kubeconfig", "target.yaml"):
+        where = paths.dir / name
+        if where.is_dir():
+            shutil.rmtree(where)
+        else:
+            where.unlink(missing_ok=True)
+
+
+def mounts_under_dir(directory: Path) -> list[str]:
+    from halab.twin.kubelet.csi import mounts_under
+
+    return mounts_under(directory) if directory.exists() else []
 
 
 def runs_something(inv: Inventory, host: str) -> bool:
