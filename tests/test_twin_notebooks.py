@@ -51,7 +51,8 @@ def _phases_1_2_3_and_6(twin: TwinLab, tmp_path: Path) -> None:
     # plan's 002 in one rack copies may share a host (advisory), and a volume may have had
     # every copy on the host that went down (a warning naming it).
     skipped = {k for k, s in statuses.items() if s == "skip"}
-    assert skipped == set(), statuses
+    # Only what the twin's target says it cannot do: read a host's files over SSH.
+    assert skipped == {"server-exports"}, statuses
     assert {"csi-registered", "pvc-binds", "pvc-write-read"} <= set(statuses)
     assert statuses["survives-host-loss"] in ("pass", "warn"), statuses
     must = {

@@ -231,10 +231,12 @@ PHASE3 = [
         "## The exports\n\nEach export of the inventory, its options, and the claim and PV "
         "the rendered tree gives it in each namespace whose apps mount it (a PV binds one "
         "claim). Below it, the server's `/etc/exports` as rendered (`external/<host>/exports`): "
-        "the cluster's subnet only, not `*`. Put it on the server and run `exportfs -ra`."
+        "the cluster's subnet only, not `*`. Put it on the server and run `exportfs -ra`. "
+        "Where the target reaches the hosts over SSH, the server's own file is read and "
+        "compared with it."
     ),
     new_code_cell("phase3.scope(ctx)"),
-    new_code_cell("print(phase3.exports_file(ctx))"),
+    new_code_cell("print(phase3.exports_file(ctx))\nev.add(phase3.check_server_exports(ctx))"),
     new_markdown_cell(
         "## Deliver storage/nfs.yaml\n\nThe NFS PVs and claims, by server-side apply (field "
         "manager `halab`). Each PV is pre-bound to its claim, so no other claim can take it."

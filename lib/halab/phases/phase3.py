@@ -29,6 +29,7 @@ from halab.evidence import Check, timed
 from halab.inventory.model import App, NfsExport
 from halab.nfs import Endpoint, checksums, list_exports, probe
 from halab.phases.cluster_checks import PodRun, Verdict, no_target, run_pod, wait_bound
+from halab.phases.nfs_exports import check_server_exports
 from halab.render import apps as render_apps
 from halab.render import external, storage
 from halab.render.objects import namespace
@@ -41,6 +42,7 @@ __all__ = [
     "check_exports",
     "check_from_nodes",
     "check_pod_reads",
+    "check_server_exports",
     "check_writes",
     "deliver",
     "endpoint",

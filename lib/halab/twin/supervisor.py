@@ -29,6 +29,7 @@ from halab.twin.topology import TWIN_NETWORK, TwinTopology
 API_PORT = 6443
 CANNOT = {
     "gpu": "there is no GPU on this machine: the twin's GPU devices are placeholders",
+    "ssh": "the twin's hosts do not answer SSH yet: nothing can be read on them",
 }
 
 

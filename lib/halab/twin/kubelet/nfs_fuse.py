@@ -74,7 +74,10 @@ class NfsExport(fuse.Operations):  # type: ignore[misc]
         warned = False
         while True:
             try:
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
+                if warned:  # as Linux's client says it once the server answers again
+                    log.warning("nfs: server OK")
+                return result
             except UNANSWERED as exc:
                 if not warned:
                     log.warning("nfs: server not responding, still trying (%s)", exc)
