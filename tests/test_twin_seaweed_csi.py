@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,19 @@ pytestmark = pytest.mark.twin
 DRIVER = "seaweedfs-csi-driver"
 
 
+def _mount_holders(points: list[str]) -> list[str]:
+    """The processes whose command line names one of these mount points (their daemons)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if any(p in argv for p in points):
+            found.append(f"{proc.name}: {argv[:160]}")
+    return found
+
+
 @pytest.fixture(scope="module")
 def storage(twin: TwinLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Context]:
     ctx = open_context(
@@ -37,7 +51,11 @@ def storage(twin: TwinLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield ctx
     finally:
         client.CoreV1Api(api).delete_namespace("seaweedfs")
-        eventually(lambda: not mounts_under(twin.dir), 60, "no mount of the twin left")
+        try:
+            eventually(lambda: not mounts_under(twin.dir), 60, "no mount of the twin left")
+        except AssertionError as exc:  # say which, and whose processes still hold them
+            left = mounts_under(twin.dir)
+            raise AssertionError(f"{exc}: {left}; {_mount_holders(left)}") from None
         namespace_gone(api, "seaweedfs")
 
 

@@ -106,11 +106,11 @@ def check_claim(ctx: Context, api: Any, timeout: float = 120) -> list[Check]:
             )
         )
     finally:
-        _remove_claim(ctx, api, core, name)
+        remove_claim(ctx, api, core, name)
     return checks
 
 
-def _remove_claim(ctx: Context, api: Any, core: Any, claim: str) -> None:
+def remove_claim(ctx: Context, api: Any, core: Any, claim: str) -> None:
     """Delete the test claim and, since the classes Retain their volumes, the volume too:
     the PV, its filer directory and its collection (each probe's collection holds volume
     slots; left behind, repeated runs would fill the servers)."""

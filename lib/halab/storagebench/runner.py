@@ -103,7 +103,7 @@ def _seaweedfs(
     ctx: Context, api: Any, core: Any, node: str, spec: FioSpec, timeout: float
 ) -> Subject:
     from halab.phases.cluster_checks import CHECK_NAMESPACE, wait_bound
-    from halab.phases.seaweed_claims import _remove_claim
+    from halab.phases.seaweed_claims import remove_claim
 
     klass = seaweed_class(ctx)
     claim = f"storage-bench-{uuid.uuid4().hex[:5]}"
@@ -118,7 +118,7 @@ def _seaweedfs(
         volume = {"name": "bench", "persistentVolumeClaim": {"claimName": claim}}
         figures = _job(api, CHECK_NAMESPACE, node, volume, "/bench/fio", spec, timeout)
     finally:
-        _remove_claim(ctx, api, core, claim)
+        remove_claim(ctx, api, core, claim)
     return Subject("seaweedfs", klass, f"a {klass} claim (CSI, weed mount)", figures)
 
 

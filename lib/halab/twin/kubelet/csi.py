@@ -71,13 +71,9 @@ def lazy_unmount(point: str) -> None:
                 return
 
 
-async def _fusermount(flags: str, target: Path) -> int:
+async def _quietly(*command: str) -> int:
     proc = await asyncio.create_subprocess_exec(
-        "fusermount3",
-        flags,
-        str(target),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+        *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
     )
     return await proc.wait()
 
@@ -104,8 +100,11 @@ async def unmount_fuse(target: Path, process: asyncio.subprocess.Process) -> Non
     """Unmount a FUSE mount and end its daemon: lazily when a caller still holds it (a
     reader waiting on a server that is gone), as umount -l would. Nothing here touches the
     mount from this process: a host's event loop must never wait on a hung server."""
-    if await _fusermount("-u", target) != 0:
-        await _fusermount("-uz", target)
+    # fusermount3 refuses a mount made in another mount namespace (weed mount's, reaching
+    # here through a shared bind); umount -l does not.
+    for command in (["fusermount3", "-u"], ["fusermount3", "-uz"], ["umount", "-l"]):
+        if await _quietly(*command, str(target)) == 0:
+            break
     if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signal.SIGTERM)
