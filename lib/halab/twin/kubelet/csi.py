@@ -84,13 +84,14 @@ class PodMounts:
     mounts: list[Any]
 
     async def release(self, pod_uid: str) -> None:
-        """Unmount every volume of a pod that ended."""
+        """Unmount every volume of a pod that ended. Shielded: a pod's task cancelled while
+        it unmounts (its pod deleted meanwhile) must not leave half a mount behind."""
         for mount in [m for m in self.mounts if m.pod_uid == pod_uid]:
-            await self._unmount(mount)
+            await asyncio.shield(self._unmount(mount))
 
     async def release_all(self) -> None:
         for mount in list(self.mounts):
-            await self._unmount(mount)
+            await asyncio.shield(self._unmount(mount))
 
     async def _unmount(self, mount: Any) -> None:
         raise NotImplementedError
@@ -310,5 +311,7 @@ class CsiNode(PodMounts):
     async def _unmount(self, mount: Mount) -> None:
         with contextlib.suppress(ValueError):
             self.mounts.remove(mount)
-        await unmount_fuse(mount.target, mount.process)
-        lazy_unmount(str(mount.shared))
+        try:
+            await unmount_fuse(mount.target, mount.process)
+        finally:
+            lazy_unmount(str(mount.shared))  # the shared bind goes whatever happened above
