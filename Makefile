@@ -34,18 +34,20 @@ $(STAMP): pyproject.toml
 
 setup: system $(STAMP)
 
-# The demo: the plan analysed, its GitOps tree rendered, the offline notebooks run, then
-# the twin (the plan's cluster as real processes on 127.77.0.x) started, phases 1, 2, 3 and 6
-# run against it (phase 2 delivers the real SeaweedFS and powers a volume server's host
+# The demo: the plan analysed, its GitOps tree rendered, the plan notebook run, then
+# the twin (the plan's cluster as real processes on 127.77.0.x, every host and node
+# answering SSH) started, every host's facts printed beside the inventory, phases 0, 1, 2,
+# 3 and 6 run against it (phase 2 delivers the real SeaweedFS and powers a volume server's host
 # off and on; phase 3 mounts the Unraid host's real nfs-ganesha exports in pods; both run
 # fio beside the local disk; phase 6 pulls a control-plane host's plug and puts it back), the twin
 # stopped, and this machine's transcode capacity measured.
 demo: setup
 	$(BIN)/halab plan params/cluster.yaml
 	$(BIN)/halab render params/cluster.yaml --out outputs/gitops
-	$(BIN)/halab run --phases plan,0
+	$(BIN)/halab run --phases plan
 	$(BIN)/halab twin up --fresh params/cluster.yaml
-	$(BIN)/halab run --phases 1,2,3,6 --target outputs/twin/target.yaml --allow-disruption; \
+	$(BIN)/halab hosts facts --target outputs/twin/target.yaml; \
+	  $(BIN)/halab run --phases 0,1,2,3,6 --target outputs/twin/target.yaml --allow-disruption; \
 	  status=$$?; $(BIN)/halab twin status; $(BIN)/halab twin down; exit $$status
 	$(BIN)/halab bench --window 5 --warmup 2 --max-streams 8
 
@@ -67,6 +69,7 @@ bench: setup
 	$(BIN)/python bench/render_scale.py
 	$(BIN)/python bench/transcode_overhead.py
 	$(BIN)/python bench/storage.py
+	$(BIN)/python bench/ssh.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from halab.context import Context
+from halab.exports_file import differences, parse
 from halab.inventory import load_inventory
-from halab.phases.nfs_exports import check_server_exports, differences, parse
+from halab.phases.nfs_exports import check_server_exports
 from halab.render.external import exports
 from halab.target import AddressMap, SshSettings, Target
 

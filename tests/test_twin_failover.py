@@ -38,17 +38,27 @@ def lab(twin: TwinLab) -> TwinLab:
 @pytest.fixture(autouse=True)
 def _all_hosts_back(lab: TwinLab) -> Iterator[None]:
     yield
+    back = time.time()
     for host in ("proxmox", "unraid", "pi"):
         lab.recover(host)
     core = client.CoreV1Api(lab.api())
-    eventually(
-        lambda: all(
-            any(c.type == "Ready" and c.status == "True" for c in n.status.conditions)
+    leases = client.CoordinationV1Api(lab.api())
+
+    def all_back() -> bool:
+        # Ready as the API says is not enough: a node failed a moment ago still shows its
+        # old Ready until the grace passes. Its kubelet must have renewed its lease since.
+        renewed = {
+            lease.metadata.name
+            for lease in leases.list_namespaced_lease("kube-node-lease").items
+            if lease.spec.renew_time and lease.spec.renew_time.timestamp() > back
+        }
+        return all(
+            n.metadata.name in renewed
+            and any(c.type == "Ready" and c.status == "True" for c in n.status.conditions)
             for n in core.list_node().items
-        ),
-        60,
-        "every node Ready again",
-    )
+        )
+
+    eventually(all_back, 90, "every node Ready again, heartbeating since the recovery")
     # Each API server reads its own etcd member: after every failure they must agree.
     etcd = EtcdClient(lab.etcd_endpoints(), timeout=5.0)
     eventually(lambda: all(etcd.status(e) for e in etcd.endpoints), 30, "every member answers")
@@ -259,13 +269,20 @@ def test_lost_node_pods_are_evicted_and_replaced(lab: TwinLab) -> None:
 def test_status_reports_hosts_members_and_vip(lab: TwinLab) -> None:
     doc = supervisor.status(lab.dir)
     assert doc["running"] and set(doc["hosts"]) == {"proxmox", "unraid", "pi"}
-    # Each host is its process and its etcd member, in one group; the NFS host adds its
-    # ganesha and private rpcbind.
+    # One group a host: its process and sshd; each guest (VM or LXC) its own process and
+    # sshd, a server's with its etcd member; the NFS host adds ganesha and its private
+    # rpcbind. Proxmox: 2 + cp1 3 + w1 2 + w3 2; Unraid: 2 + 2 NFS + cp2 3 + w2 2; the
+    # Pi (bare metal): its process, sshd and etcd member.
     assert {h: i["processes"] for h, i in doc["hosts"].items()} == {
-        "proxmox": 2,
-        "unraid": 4,
-        "pi": 2,
+        "proxmox": 9,
+        "unraid": 9,
+        "pi": 3,
     }
+    assert doc["guests"]["k3s-w3"] == {
+        "host": "proxmox", "id": 102, "kind": "lxc-privileged", "running": True
+    }  # fmt: skip
+    assert all(s["up"] for s in doc["ssh"].values()), doc["ssh"]
+    assert "arch" in doc["ssh"]["pi"]["from_inventory"]
     assert doc["nfs"] == {
         "host": "unraid",
         "address": "127.77.0.29",

@@ -8,7 +8,6 @@ import hashlib
 import json
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -126,10 +125,20 @@ def test_readers_wait_while_the_nfs_host_is_down_and_finish_after(twin: TwinLab)
             60,
             f"the {name} pod Running (its NFS volume mounted)",
         )
+    uid = core.read_namespaced_pod("reader", ns).metadata.uid
     twin.fail(nfs_host)
     try:
-        time.sleep(7)
-        # The read has been waiting for seconds: hard, not failed, nothing from a copy.
+        # The reader's client notices the server gone, and keeps trying (a hard mount).
+        logs = f"hosts/*/kubelet/{node}/pods/{uid}/nfs/*/mount.log"
+        eventually(
+            lambda: any(
+                "server not responding, still trying" in p.read_text(errors="replace")
+                for p in twin.dir.glob(logs)
+            ),
+            60,
+            "the reader's NFS client saying the server is not responding",
+        )
+        # The read is waiting: hard, not failed, nothing from a copy.
         assert core.read_namespaced_pod("reader", ns).status.phase == "Running"
         # The rest of the cluster is not held up: the API answers, and the reader's node
         # starts and finishes another pod.

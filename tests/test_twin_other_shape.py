@@ -62,19 +62,21 @@ def test_the_other_twin_is_its_own_cluster(other: TwinLab) -> None:
 
 
 def test_phases_0_1_2_3_and_6_on_the_other_shape(other: TwinLab, tmp_path: Path) -> None:
-    # Phase 0 offline: its live part needs SSH on every host, which the twin has not yet.
-    done, offline = run("--phases", "0", "--inventory", str(other.inventory), out=tmp_path / "a")
-    assert done.returncode == 0, done.stdout + done.stderr
     done, live = run(
-        "--phases", "1,2,3,6", "--inventory", str(other.inventory),
+        "--phases", "0,1,2,3,6", "--inventory", str(other.inventory),
         "--target", str(other.dir / "target.yaml"), "--allow-disruption",
         out=tmp_path / "b",
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    phase0 = {c["id"]: c for c in checks_of(offline, "phase0")}
+    phase0 = {c["id"]: c for c in checks_of(live, "phase0")}
     assert phase0["inventory-sound"]["detail"].startswith("5 hosts, 7 nodes (5 control plane)")
     # Every host and node by its own name; a bare-metal node is its host, checked once.
     assert {"ssh-atlas", "ssh-worker-jade", "ssh-eos", "ssh-cyclops"} <= set(phase0)
+    # Live over SSH: each node's address and sizes, the Pi (eos) prepared.
+    nodes = [n.name for n in load_inventory(other.inventory).nodes]
+    assert {f"sizes-{n}" for n in nodes} | {f"address-{n}" for n in nodes} <= set(phase0)
+    assert phase0["pi-prepared-eos"]["status"] == "pass", phase0["pi-prepared-eos"]
+    assert phase0["sizes-worker-jade"]["status"] == "pass", phase0["sizes-worker-jade"]
     phase1 = {c["id"]: c for c in checks_of(live, "phase1")}
     assert set(phase1) == {
         f"{kind}-{node}"

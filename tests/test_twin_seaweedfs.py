@@ -47,10 +47,30 @@ def storage(twin: TwinLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield ctx
     finally:
         client.CoreV1Api(api).delete_namespace("seaweedfs")
-        eventually(
-            lambda: not _weeds(twin.dir), 90, "every weed process of the twin gone with its pods"
-        )
+        try:
+            eventually(
+                lambda: not _weeds(twin.dir),
+                90,
+                "every weed process of the twin gone with its pods",
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; left: {_describe(_weeds(twin.dir))}") from None
         namespace_gone(api, "seaweedfs")
+
+
+def _describe(pids: list[int]) -> list[str]:
+    """Each leftover sandbox: its parent and the pod directory it names."""
+    out = []
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        pods = [a.decode() for a in argv if b"/pods/" in a][:1]
+        parent = Path(f"/proc/{stat[1]}/cmdline").read_bytes().replace(b"\0", b" ")[:90]
+        out.append(f"{pid} (parent {stat[1]} {parent.decode(errors='replace')}) {pods}")
+    return out
 
 
 def _weeds(directory: Path) -> list[int]:

@@ -123,6 +123,28 @@ def _cmd_storage_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_hosts(args: argparse.Namespace) -> int:
+    from halab import host_facts
+    from halab.inventory import load_inventory
+    from halab.target import load_target
+
+    inv = load_inventory(args.inventory)
+    target = load_target(args.target)
+    facts = host_facts.gather(inv, target, timeout=args.timeout)
+    frame = host_facts.table(inv, target, facts)
+    if args.json:
+        print(frame.to_json(orient="records", indent=1))
+    else:
+        shown = frame.drop(columns=["mismatches"]).fillna("")
+        print(shown.to_string(index=False))
+        bad = frame[(frame["mismatches"].fillna("") != "") | ~frame["reachable"]]
+        for _, row in bad.iterrows():
+            print(f"!! {row['machine']}: {row['mismatches'] or 'unreachable'}")
+        if bad.empty:
+            print(f"every host and node ({len(frame)}) matches the inventory")
+    return 1 if (frame["mismatches"].fillna("") != "").any() else 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from halab.runner import parse_phases, run_notebooks
     from halab.runner.execute import new_run_dir
@@ -332,6 +354,17 @@ def _cmd_twin(args: argparse.Namespace) -> int:
         nfs = doc["nfs"]
         state = "nfs-ganesha" if nfs["up"] else "down with its host"
         print(f"  NFS {nfs['address']} on {nfs['host']} ({state}): {', '.join(nfs['exports'])}")
+    for name, guest in (doc.get("guests") or {}).items():
+        word = "CT" if guest["kind"] == "lxc-privileged" else "VM"
+        print(
+            f"  {word} {guest['id']} {name:10} on {guest['host']}: "
+            f"{'running' if guest['running'] else 'stopped'}"
+        )
+    for name, ssh in (doc.get("ssh") or {}).items():
+        print(
+            f"  ssh  {name:10} {ssh['address']:18} {'answers' if ssh['up'] else 'down'}; "
+            f"the inventory's word for: {', '.join(ssh['from_inventory'])}"
+        )
     for node, ready in sorted((doc.get("nodes") or {}).items()):
         print(f"  node {node:10} {'Ready' if ready else 'NotReady'}")
     for pod in doc.get("pods") or []:
@@ -441,6 +474,17 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--timeout", type=float, default=900.0, help="seconds for each fio Job")
     sb.add_argument("--out", default="outputs/bench", help="where the JSON and figure go")
     sb.set_defaults(func=_cmd_storage_bench)
+
+    ho = sub.add_parser("hosts", help="every host and node over SSH: facts beside the inventory")
+    hsub = ho.add_subparsers(dest="hosts_command", required=True)
+    hf = hsub.add_parser(
+        "facts", help="arch, OS, cores, memory, disks, /dev/dri, k3s of each, mismatches marked"
+    )
+    hf.add_argument("--target", default="outputs/twin/target.yaml", help="target file")
+    hf.add_argument("--inventory", default="params/cluster.yaml")
+    hf.add_argument("--timeout", type=float, default=20.0, help="seconds for each machine")
+    hf.add_argument("--json", action="store_true", help="the table as JSON records")
+    hf.set_defaults(func=_cmd_hosts)
 
     tw = sub.add_parser(
         "twin", help="the stand-in cluster on this machine: up, down, status, fail, recover"

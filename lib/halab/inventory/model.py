@@ -109,6 +109,8 @@ class Node(Strict):
     cpu: int = Field(ge=1, le=MAX_CORES)
     memory_gib: float = Field(gt=0, le=MAX_MEMORY_GIB)
     os_disk_gib: int = Field(ge=1, le=MAX_DISK_GIB)
+    # What the OS disk of a bare-metal node is: etcd on an SD card is the k3s docs' warning.
+    os_disk: Literal["ssd", "usb-ssd", "nvme", "sd-card"] = "ssd"
     os: str = "ubuntu-22.04"
     k3s_role: K3sRole
     labels: dict[str, str] = Field(default_factory=dict)  # set at registration (--node-label)

@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from halab.context import Context
-from halab.evidence import Check, Status
+from halab.evidence import Check, Status, timed
+from halab.inventory.model import Node
 from halab.secrets import describe
 
 # Tools the kit drives from the controller, and the phase that first needs each.
@@ -156,9 +157,234 @@ def check_live(ctx: Context) -> list[Check]:
     for cid, title, address, kind in targets:
         mapped = str(ctx.target.addresses.map(address))
         port = ctx.target.ssh.port if kind == "ssh" else ctx.target.api_port
-        ok, detail = _reachable(mapped, port)
-        checks.append(Check(cid, title, "pass" if ok else "fail", detail))
+
+        def probe(mapped: str = mapped, port: int = port) -> tuple[Status, str]:
+            ok, detail = _reachable(mapped, port)
+            return ("pass" if ok else "fail"), detail
+
+        checks.append(timed(cid, title, probe))
     return checks
+
+
+def host_facts(ctx: Context) -> pd.DataFrame:
+    """Every host and node over SSH beside the inventory (empty without a target)."""
+    from halab import host_facts as facts
+
+    if ctx.target is None:
+        return pd.DataFrame()
+    return facts.table(ctx.inventory, ctx.target, facts.gather(ctx.inventory, ctx.target))
+
+
+def _facts_rows(ctx: Context, frame: pd.DataFrame | None) -> dict[str, dict[str, object]]:
+    from halab import host_facts as facts
+
+    assert ctx.target is not None
+    if frame is None:
+        frame = facts.table(ctx.inventory, ctx.target, facts.gather(ctx.inventory, ctx.target))
+    labels = {m.label: m for m in facts.machines(ctx.inventory)}
+    out: dict[str, dict[str, object]] = {}
+    for record in frame.to_dict("records"):
+        row = {str(k): v for k, v in record.items()}
+        machine = labels[str(row["machine"])]
+        out[machine.node.name if machine.node else machine.name] = row
+        out.setdefault(machine.name, row)
+    return out
+
+
+def _picked(mismatches: object, *topics: str) -> list[str]:
+    return [m for m in str(mismatches or "").split("; ") if m and m.startswith(topics)]
+
+
+def check_nodes_live(ctx: Context, facts: pd.DataFrame | None = None) -> list[Check]:
+    """Per node, over SSH: its address is its own (the DHCP reservation held), and its
+    cores, memory, OS and disks are what the plan gives it. Raspberry Pi hosts: prepared
+    as the plan says (SSH, its OS, arm64, RAM, the OS on the disk planned, not an SD card)."""
+    inv = ctx.inventory
+    titles = {
+        "address": "{n} answers SSH on its reserved address ({a}), seen in its ip addr",
+        "sizes": "{n} has the cores, memory, OS and disk the plan gives it",
+    }
+    if ctx.target is None:
+        return [
+            Check(f"{kind}-{n.name}", t.format(n=n.name, a=n.address), "skip",
+                  "no target given (pass target=... to check live)")
+            for n in inv.nodes for kind, t in titles.items()
+        ]  # fmt: skip
+    rows = _facts_rows(ctx, facts)
+    checks: list[Check] = []
+    for node in inv.nodes:
+        row = rows[node.name]
+        mine = _node_checks(ctx, node, row, titles)
+        for check in mine:
+            # What asking the machine took: one SSH command answers all its checks.
+            check.seconds = float(str(row.get("seconds") or 0.0))
+        checks += mine
+    return checks
+
+
+def _node_checks(
+    ctx: Context, node: Node, row: dict[str, object], titles: dict[str, str]
+) -> list[Check]:
+    inv = ctx.inventory
+    checks: list[Check] = []
+    title = titles["address"].format(n=node.name, a=node.address)
+    if not row["reachable"]:
+        return [
+            Check(f"address-{node.name}", title, "fail", str(row["mismatches"])),
+            Check(f"sizes-{node.name}", titles["sizes"].format(n=node.name), "skip",
+                  "not reachable over SSH"),
+        ]  # fmt: skip
+    wrong = _picked(row["mismatches"], "address")
+    checks.append(
+        Check(
+            f"address-{node.name}",
+            title,
+            "fail" if wrong else "pass",
+            "; ".join(wrong) or f"ip addr shows {row['address']}",
+        )
+    )
+    wrong = _picked(row["mismatches"], "arch", "cores", "memory", "os", "k3s")
+    checks.append(
+        Check(
+            f"sizes-{node.name}",
+            titles["sizes"].format(n=node.name),
+            "fail" if wrong else "pass",
+            "; ".join(wrong)
+            or f"{row['cores']} cores, {row['memory_gib']} GiB, {row['os']}, "
+            f"OS disk {row['os_disk']}",
+        )
+    )
+    if inv.host(node.host).kind == "raspberry-pi":
+        wrong = _picked(row["mismatches"], "arch", "memory", "os")
+        checks.append(
+            Check(
+                f"pi-prepared-{node.name}",
+                f"{node.name} prepared: SSH, {node.os}, arm64, {node.memory_gib:g} GiB, "
+                f"the OS on its {node.os_disk}",
+                "fail" if wrong else "pass",
+                "; ".join(wrong)
+                or f"{row['os']}, {row['arch']}, {row['memory_gib']} GiB, OS disk {row['os_disk']}",
+            )
+        )
+    return checks
+
+
+def check_cluster_state(ctx: Context) -> list[Check]:
+    """What runs today, where something does: the first server's k3s version, the nodes,
+    and what Flux syncs from which branch."""
+    cid, title = "cluster-state", "The cluster as it stands: k3s version, nodes, Flux's source"
+    if ctx.target is None:
+        return [Check(cid, title, "skip", "no target given (pass target=... to check live)")]
+    from kubernetes.client.exceptions import ApiException
+
+    from halab.kube import api_client
+
+    target = ctx.target
+    first = ctx.inventory.servers[0].name
+
+    def run() -> tuple[Status, str]:
+        from kubernetes import client as k8s
+
+        api = api_client(target)
+        nodes = k8s.CoreV1Api(api).list_node(_request_timeout=10).items
+        if not nodes:
+            return "skip", "no nodes yet: nothing runs to describe"
+        versions = {n.metadata.name: n.status.node_info.kubelet_version for n in nodes}
+        parts = [
+            f"{first} runs {versions.get(first, 'nothing (not joined)')}",
+            f"{len(nodes)} nodes: {', '.join(sorted(versions))}",
+        ]
+        try:
+            repos = k8s.CustomObjectsApi(api).list_cluster_custom_object(
+                "source.toolkit.fluxcd.io", "v1", "gitrepositories", _request_timeout=10
+            )["items"]
+            parts += [
+                f"Flux syncs {r['spec'].get('url')} branch {r['spec'].get('ref', {}).get('branch')}"
+                for r in repos
+            ] or ["Flux is installed but syncs no GitRepository"]
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            parts.append("no Flux yet (it is bootstrapped in phase 9)")
+        return "pass", "; ".join(parts)
+
+    return [timed(cid, title, run, required=False)]
+
+
+def check_served_parts(ctx: Context) -> list[Check]:
+    """MetalLB and the cluster DNS, and the GitHub PAT, once something serves them."""
+    checks = []
+    secrets = ctx.inventory.secrets
+    pat = next((ref for name, ref in secrets.items() if "github" in name or "pat" in name), None)
+    title = "The GitHub PAT is accepted by GitHub"
+    if pat is None:
+        checks.append(Check("github-pat", title, "skip", "the inventory names no GitHub PAT"))
+    elif describe(pat.env) != "set":
+        checks.append(Check("github-pat", title, "skip", f"{pat.env} is not set"))
+    elif ctx.target is not None and (why := ctx.target.lacks("internet")):
+        checks.append(Check("github-pat", title, "skip", why))
+    else:
+        checks.append(timed("github-pat", title, lambda: _github_pat(pat.env), required=False))
+    if ctx.target is None:
+        for cid, what in (("metallb", "MetalLB"), ("coredns", "Cluster DNS (CoreDNS)")):
+            checks.append(Check(cid, f"{what} answers", "skip", "no target given"))
+        return checks
+    from kubernetes import client as k8s
+
+    from halab.kube import api_client
+
+    api = api_client(ctx.target)
+
+    def metallb() -> tuple[Status, str]:
+        pods = (
+            k8s.CoreV1Api(api)
+            .list_pod_for_all_namespaces(
+                label_selector="app.kubernetes.io/name=metallb", _request_timeout=10
+            )
+            .items
+        )
+        if not pods:
+            return (
+                "skip",
+                "MetalLB is not deployed yet (the GitOps tree brings it; phase 7 proves it)",
+            )
+        ready = [p for p in pods if p.status.phase == "Running"]
+        status: Status = "pass" if ready else "fail"
+        return status, f"{len(ready)}/{len(pods)} MetalLB pods running"
+
+    def coredns() -> tuple[Status, str]:
+        svc = (
+            k8s.CoreV1Api(api)
+            .list_namespaced_service(
+                "kube-system", label_selector="k8s-app=kube-dns", _request_timeout=10
+            )
+            .items
+        )
+        if not svc:
+            return "skip", "no kube-dns Service yet (k3s brings CoreDNS with its first server)"
+        return "pass", f"kube-dns Service at {svc[0].spec.cluster_ip}"
+
+    checks.append(timed("metallb", "MetalLB runs", metallb, required=False))
+    checks.append(
+        timed("coredns", "Cluster DNS (CoreDNS) has its Service", coredns, required=False)
+    )
+    return checks
+
+
+def _github_pat(env: str) -> tuple[Status, str]:
+    import os
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        "https://api.github.com/user", headers={"Authorization": f"Bearer {os.environ[env]}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            scopes = resp.headers.get("X-OAuth-Scopes", "")
+        return "pass", f"GitHub accepts {env}" + (f" (scopes: {scopes})" if scopes else "")
+    except urllib.error.HTTPError as exc:
+        return "fail", f"GitHub refused {env}: HTTP {exc.code} (make a new token with repo scope)"
 
 
 def all_checks(ctx: Context) -> list[Check]:
@@ -169,4 +395,7 @@ def all_checks(ctx: Context) -> list[Check]:
         *check_secrets(ctx),
         *check_tools(ctx),
         *check_live(ctx),
+        *check_nodes_live(ctx),
+        *check_cluster_state(ctx),
+        *check_served_parts(ctx),
     ]

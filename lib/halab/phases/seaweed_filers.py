@@ -20,6 +20,7 @@ import uuid
 from typing import Any
 
 from halab.changes import Change
+from halab.kube import wait_for
 from halab.phases.seaweed_data import PROBE_DIR
 from halab.phases.seaweed_servers import wait_ready
 from halab.render.storage import NS
@@ -51,6 +52,7 @@ def _settled(sw: SeaweedFS, markers: dict[str, str], seconds: float) -> dict[str
 
 def converge(sw: SeaweedFS, api: Any, timeout: float = 180) -> Change:
     from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
 
     step = "filers see each other's files"
     token = uuid.uuid4().hex[:8]
@@ -66,9 +68,24 @@ def converge(sw: SeaweedFS, api: Any, timeout: float = 180) -> Change:
         said = "; ".join(f"{r} missed {', '.join(w)}" for r, w in sorted(blind.items()))
         core = client.CoreV1Api(api)
         pods = {f"{reader}-0" for reader in blind}  # a StatefulSet of one per filer
+        old = {pod: core.read_namespaced_pod(pod, NS).metadata.uid for pod in pods}
         for pod in sorted(pods):
             core.delete_namespaced_pod(pod, NS)
-        time.sleep(2)  # the old pods go before the new ones are counted Ready
+
+        def replaced() -> bool | None:
+            # The old pods must be gone before Ready means anything: each is back under its
+            # name (a StatefulSet's) with a new uid.
+            for pod, uid in old.items():
+                try:
+                    if core.read_namespaced_pod(pod, NS).metadata.uid == uid:
+                        return None
+                except ApiException as exc:
+                    if exc.status == 404:
+                        return None
+                    raise
+            return True
+
+        wait_for(replaced, timeout, f"{', '.join(sorted(pods))} replaced")
         wait_ready(api, pods, timeout)
         still = _settled(sw, markers, SETTLE_S)
         if still:

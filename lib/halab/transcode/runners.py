@@ -220,7 +220,7 @@ class SshRunner:
 
     def stage(self, local: Path) -> str:
         remote = f"{self.media_dir}/{local.name}"
-        self.host.upload(local, remote)
+        self.host.upload(local, remote, skip_same_size=True)
         return remote
 
     def cpu_jiffies(self) -> tuple[int, int]:
@@ -255,6 +255,8 @@ class SshHostLike(Protocol):
 
     def start(self, argv: list[str]) -> Stream: ...
 
-    def upload(self, local: Path, remote: str) -> None: ...
+    def upload(
+        self, local: Path, remote: str, mode: int | None = None, skip_same_size: bool = False
+    ) -> None: ...
 
     def close(self) -> None: ...

@@ -1,9 +1,13 @@
-"""One physical host of the twin, as one process: its etcd member (a child process), the
-API server, VIP candidate and controller-manager candidate of its control-plane node,
-and the kubelets of all its nodes. `twin fail` SIGKILLs this process group: every part
-of the host stops at once, like pulling its plug.
+"""One physical host of the twin, as one process group: the host process holds its sshd,
+its NFS server, its share of the cluster DNS, its control socket (host_control.py) and
+its bare-metal node (etcd member as a child, API server, VIP and controller-manager
+candidates, kubelet); each VM or LXC node is a guest process of its own (guests.py)
+holding the same parts for that node, so a hypervisor can power one off alone.
+`twin fail` SIGKILLs the whole group: every part of the host stops at once, like
+pulling its plug.
 
 Run by the supervisor: python -m halab.twin.host --inventory FILE --dir DIR --host NAME
+(and by the host for a guest: ... --node NAME)
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from halab.exports_file import parse as parse_exports
 from halab.inventory import Inventory, load_inventory
 from halab.inventory.model import Node as InventoryNode
 from halab.twin.api.admission import Tolerations
@@ -30,25 +35,41 @@ from halab.twin.controllers.leader import LeaderElector, Timings
 from halab.twin.controllers.manager import Manager, Settings
 from halab.twin.dns import ClusterDns, dns_address
 from halab.twin.etcd import member_command
+from halab.twin.guests import Guests
+from halab.twin.host_control import HostControl
 from halab.twin.kubelet.agent import Kubelet
 from halab.twin.kubelet.nfs import twin_mapper
 from halab.twin.kubelet.node import KUBELET_PORT
 from halab.twin.kubelet.server import kubelet_app
+from halab.twin.nfs_server import NfsServerSpec, file_exports
+from halab.twin.nfs_server import reload as reload_nfs
 from halab.twin.nfs_server import spec_for as nfs_spec
 from halab.twin.nfs_server import start as start_nfs
+from halab.twin.ssh_world import Machine, start_sshd
+from halab.twin.ssh_world import facts_for as ssh_facts
+from halab.twin.ssh_world import machines as ssh_machines
 from halab.twin.timings import TwinTimings
 from halab.twin.topology import TWIN_NETWORK, TwinTopology
 from halab.twin.vip import VipHolder
 
 API_PORT = 6443
+RENDERED_EXPORTS = "exports.rendered"
 log = logging.getLogger("halab.twin.host")
 
 
 class Host:
     def __init__(
-        self, inv: Inventory, directory: Path, name: str, network: IPv4Network = TWIN_NETWORK
+        self,
+        inv: Inventory,
+        directory: Path,
+        name: str,
+        network: IPv4Network = TWIN_NETWORK,
+        only_node: str | None = None,
+        inventory_file: str = "",
     ) -> None:
         self.inv = inv
+        self.only_node = only_node
+        self.inventory_file = inventory_file
         self.dir = directory
         self.name = name
         self.topology = TwinTopology.from_inventory(inv, directory, network)
@@ -59,6 +80,11 @@ class Host:
         self.runners: list[web.AppRunner] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.clients: list[Client] = []
+        self.sshd: list[subprocess.Popen[bytes]] = []
+        self.guests: Guests | None = None
+        self.control: HostControl | None = None
+        self.nfs_spec: NfsServerSpec | None = None
+        self._served_exports = ""
 
     @property
     def root(self) -> Path:
@@ -77,13 +103,83 @@ class Host:
         return [f"http://{self.topology.nodes[n.name]}:{API_PORT}" for n in self.inv.servers]
 
     async def run(self) -> None:
+        if self.only_node is not None:
+            await self._run_guest(self.only_node)
+            return
         self.host_dir.mkdir(parents=True, exist_ok=True)
-        servers = [n for n in self.inv.servers if n.host == self.name]
+        here = [n for n in self.inv.nodes if n.host == self.name]
+        bare = [n for n in here if n.kind == "bare-metal"]
+        self.guests = (
+            Guests(self.inv, self.inventory_file, self.dir, self.name, str(self.topology.network))
+            if len(bare) < len(here)
+            else None
+        )
+        self.control = HostControl(
+            self.dir,
+            self.name,
+            self.guests,
+            self._nfs_running,
+            self._exports,
+            self._reload_exports,
+        )
+        self.runners.append(await self.control.start())
         nfs = self.inv.storage.nfs
+        exports = None
         if nfs is not None and nfs.host == self.name:
+            # Rendered by the supervisor (the renderer's imports cost this process seconds
+            # at every start): what /etc/exports holds until someone uploads another.
+            exports = (self.host_dir / "nfs" / RENDERED_EXPORTS).read_text()
+        for machine in self._machines(guest=False):
+            self._sshd(machine, self.root, exports if machine.name == self.name else None)
+        if exports is not None:
             spec = nfs_spec(self.inv, self.root, self.host_dir / "nfs", self.topology.network)
-            self.nfs = start_nfs(self.inv, spec)
+            self.nfs_spec = spec
+            self.nfs = start_nfs(self.inv, spec, self._exports_text(), self.topology.network)
+        for node in bare:
+            await self._node_parts(node)
+        if self.guests is not None:
+            for guest in self.guests.guests.values():
+                self.guests.start(guest)  # onboot, as the plan's VMs and containers are
+        servers = [n for n in self.inv.servers if n.host == self.name]
+        if here:
+            self._cluster_dns(servers[0].name if servers else None)
+        # A host with nothing but its sshd and NFS server still runs until stopped.
+        await asyncio.gather(*self.tasks, asyncio.get_running_loop().create_future())
+
+    async def _run_guest(self, node_name: str) -> None:
+        """This process is one VM or LXC node of the host: its parts and its sshd."""
+        node = next(n for n in self.inv.nodes if n.name == node_name)
+        for machine in self._machines(guest=True):
+            if machine.name == node_name:
+                self._sshd(machine, self.node_root(node), None)
+        await self._node_parts(node)
+        await asyncio.gather(*self.tasks, asyncio.get_running_loop().create_future())
+
+    def _machines(self, guest: bool) -> list[Machine]:
+        return [
+            m
+            for m in ssh_machines(self.inv, self.dir, self.topology.network)
+            if m.host == self.name and m.guest == guest
+        ]
+
+    def _sshd(self, machine: Machine, disk: Path | None, exports: str | None) -> None:
+        facts = ssh_facts(self.inv, machine, self.topology.network)
+        self.sshd.append(
+            start_sshd(
+                machine,
+                facts,
+                self.dir,
+                self.host_dir / "control",
+                disk if disk is not None else machine.world / "disk",
+                exports,
+            )
+        )
+
+    async def _node_parts(self, node: InventoryNode) -> None:
+        """A node's etcd member, control plane and kubelet, in this process."""
         for member in self.topology.etcd_on(self.name):
+            if member.name != node.name:
+                continue
             member.data_dir.parent.mkdir(parents=True, exist_ok=True)
             out = (member.data_dir.parent / f"{member.name}.log").open("ab")
             # Same process group as this host: one SIGKILL takes both.
@@ -95,13 +191,41 @@ class Host:
                     stdin=subprocess.DEVNULL,
                 )
             )
-        for node in servers:
+        if node.k3s_role == "server":
             await self._control_plane(node.name)
-        for node in (n for n in self.inv.nodes if n.host == self.name):
-            await self._kubelet(node.name, is_server=node.k3s_role == "server")
-        if any(n.host == self.name for n in self.inv.nodes):
-            self._cluster_dns(servers[0].name if servers else None)
-        await asyncio.gather(*self.tasks)
+        await self._kubelet(node.name, is_server=node.k3s_role == "server")
+
+    # -- what the control socket asks of the NFS server ------------------------------
+
+    def _exports_file(self) -> Path:
+        return self.host_dir / "ssh" / "etc" / "exports"
+
+    def _exports_text(self) -> str:
+        return self._exports_file().read_text()
+
+    def _nfs_running(self) -> bool:
+        return len(self.nfs) == 2 and all(p.poll() is None for p in self.nfs)
+
+    def _exports(self) -> list[dict[str, str]]:
+        if self.nfs_spec is None:
+            return []
+        # What ganesha was last told: the file as of the last start or exportfs -ra.
+        text = self._served_exports or self._exports_text()
+        file_exports(text, self.nfs_spec, self.topology.network)  # refuses what ganesha would
+        return [
+            {"path": path, "client": client, "options": ",".join(sorted(options))}
+            for path, clients in parse_exports(text).items()
+            for client, options in clients.items()
+        ]
+
+    def _reload_exports(self) -> list[dict[str, str]]:
+        if self.nfs_spec is None:
+            raise ValueError(f"{self.name} is not the NFS server")
+        text = self._exports_text()
+        reload_nfs(self.inv, self.nfs_spec, text, self.topology.network, self.nfs[1])
+        self._served_exports = text
+        log.info("exports re-read from %s", self._exports_file())
+        return self._exports()
 
     def _cluster_dns(self, local_server: str | None) -> None:
         # This host's share of the cluster DNS, reading its own API server where it has one.
@@ -204,6 +328,11 @@ class Host:
         self.tasks.append(asyncio.create_task(kubelet.run()))
 
     async def stop(self) -> None:
+        if self.guests is not None:
+            # Guests shut down with their host, each as an ACPI shutdown would.
+            await asyncio.to_thread(self.guests.stop_all)
+        if self.control is not None:
+            await self.control.stop()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -211,9 +340,9 @@ class Host:
             await client.close()
         for runner in self.runners:
             await runner.cleanup()
-        for proc in self.etcd + self.nfs:
+        for proc in self.etcd + self.nfs + self.sshd:
             proc.terminate()
-        for proc in self.etcd + self.nfs:
+        for proc in self.etcd + self.nfs + self.sshd:
             try:
                 proc.wait(5)
             except subprocess.TimeoutExpired:
@@ -226,13 +355,20 @@ def main() -> None:
     parser.add_argument("--dir", required=True)
     parser.add_argument("--host", required=True)
     parser.add_argument("--network", default=str(TWIN_NETWORK))
+    parser.add_argument("--node", help="run only this VM or LXC node of the host (a guest)")
     args = parser.parse_args()
     logging.basicConfig(
-        level=logging.INFO, format=f"%(asctime)s {args.host} %(name)s %(levelname)s %(message)s"
+        level=logging.INFO,
+        format=f"%(asctime)s {args.node or args.host} %(name)s %(levelname)s %(message)s",
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     host = Host(
-        load_inventory(args.inventory), Path(args.dir), args.host, IPv4Network(args.network)
+        load_inventory(args.inventory),
+        Path(args.dir),
+        args.host,
+        IPv4Network(args.network),
+        only_node=args.node,
+        inventory_file=args.inventory,
     )
 
     async def run() -> None:

@@ -18,6 +18,7 @@ Both processes are in the host's process group, so `twin fail` takes them with t
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -59,7 +60,9 @@ def spec_for(inv: Inventory, host_root: Path, state: Path, network: IPv4Network)
     )
 
 
-def export_block(number: int, export: NfsExport, spec: NfsServerSpec) -> str:
+def export_block(
+    number: int, export: NfsExport, spec: NfsServerSpec, clients: str | None = None
+) -> str:
     options = set(export.options)
     access = "RO" if "ro" in options else "RW"
     squash = "No_Root_Squash" if "no_root_squash" in options else "Root_Squash"
@@ -72,11 +75,47 @@ def export_block(number: int, export: NfsExport, spec: NfsServerSpec) -> str:
         f"EXPORT {{ Export_Id = {number}; Path = {spec.root}{export.path}; "
         f"Pseudo = {export.path}; Access_Type = None; Squash = {squash}; {anonymous}"
         f"PrivilegedPort = {privileged}; FSAL {{ Name = VFS; }}\n"
-        f"  CLIENT {{ Clients = {spec.clients}; Access_Type = {access}; }} }}\n"
+        f"  CLIENT {{ Clients = {clients or spec.clients}; Access_Type = {access}; }} }}\n"
     )
 
 
-def ganesha_conf(inv: Inventory, spec: NfsServerSpec) -> str:
+def twin_clients(client: str, network: IPv4Network) -> str:
+    """An exports(5) client as the twin serves it: an address or network mapped onto the
+    twin's /24 by its last octet, `*` as it is. Names are refused: ganesha would look them
+    up in DNS, which leaves loopback."""
+    if client == "*":
+        return client
+    try:
+        net = IPv4Network(client, strict=False)
+    except ValueError:
+        raise ValueError(
+            f"client {client!r}: the twin's NFS server takes addresses, networks and * "
+            "(a host name would be looked up in DNS, off this machine)"
+        ) from None
+    return f"{twin_address(net.network_address, network)}/{net.prefixlen}"
+
+
+def file_exports(
+    text: str, spec: NfsServerSpec, network: IPv4Network
+) -> list[tuple[str, str, str]]:
+    """(path, twin clients, options) for each line of an /etc/exports text."""
+    from halab.exports_file import parse
+
+    out = []
+    for path, clients in parse(text).items():
+        for client, options in clients.items():
+            out.append((path, twin_clients(client, network), ",".join(sorted(options))))
+    return out
+
+
+def ganesha_conf(
+    inv: Inventory,
+    spec: NfsServerSpec,
+    exports_text: str | None = None,
+    network: IPv4Network | None = None,
+) -> str:
+    """ganesha's configuration: the inventory's exports, or those of an /etc/exports text
+    (what `exportfs -ra` on the twin's NFS host reads)."""
     assert inv.storage.nfs is not None
     prefix = spec.address.replace(".", "_")
     head = (
@@ -91,15 +130,52 @@ def ganesha_conf(inv: Inventory, spec: NfsServerSpec) -> str:
         "NFS_KRB5 { Active_krb5 = false; }\n"
         "EXPORT_DEFAULTS { SecType = sys; Transports = TCP; Protocols = 3, 4; }\n"
     )
-    blocks = [export_block(i, e, spec) for i, e in enumerate(inv.storage.nfs.exports, start=1)]
+    if exports_text is None:
+        exports = inv.storage.nfs.exports
+        blocks = [export_block(i, e, spec) for i, e in enumerate(exports, start=1)]
+        return head + "".join(blocks)
+    assert network is not None
+    blocks = []
+    for i, (path, clients, options) in enumerate(
+        file_exports(exports_text, spec, network), start=1
+    ):
+        export = NfsExport(name=f"line{i}", path=path, options=options.split(","), mount_path=path)
+        blocks.append(export_block(i, export, spec, clients))
     return head + "".join(blocks)
 
 
-def start(inv: Inventory, spec: NfsServerSpec) -> list[subprocess.Popen[bytes]]:
-    """rpcbind, then ganesha, both children of the calling host process."""
+def reload(
+    inv: Inventory,
+    spec: NfsServerSpec,
+    exports_text: str,
+    network: IPv4Network,
+    ganesha: subprocess.Popen[bytes],
+) -> None:
+    """Write the configuration for `exports_text` and have ganesha re-read its exports
+    (SIGHUP: added, changed and removed exports take effect without a restart)."""
+    conf = ganesha_conf(inv, spec, exports_text, network)
+    for path, _, _ in file_exports(exports_text, spec, network):
+        (spec.root / path.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    (spec.state / "ganesha.conf").write_text(conf)
+    if ganesha.poll() is not None:
+        raise RuntimeError(f"the NFS server is not running; see {spec.state / 'nfs.log'}")
+    ganesha.send_signal(signal.SIGHUP)
+
+
+def start(
+    inv: Inventory,
+    spec: NfsServerSpec,
+    exports_text: str | None = None,
+    network: IPv4Network | None = None,
+) -> list[subprocess.Popen[bytes]]:
+    """rpcbind, then ganesha, both children of the calling host process; the exports are
+    the inventory's, or `exports_text`'s (the host's /etc/exports)."""
     assert inv.storage.nfs is not None
-    for export in inv.storage.nfs.exports:
-        share = spec.root / export.path.lstrip("/")
+    paths = [e.path for e in inv.storage.nfs.exports]
+    if exports_text is not None and network is not None:
+        paths += [p for p, _, _ in file_exports(exports_text, spec, network)]
+    for path in paths:
+        share = spec.root / path.lstrip("/")
         share.mkdir(parents=True, exist_ok=True)
         if spec.unraid:
             # An Unraid user share is drwxrwxrwx nobody:users, so a squashed client (a pod
@@ -111,7 +187,7 @@ def start(inv: Inventory, spec: NfsServerSpec) -> list[subprocess.Popen[bytes]]:
         sub.mkdir(parents=True, exist_ok=True)
     (run / "rpcbind.sock").unlink(missing_ok=True)
     conf = spec.state / "ganesha.conf"
-    conf.write_text(ganesha_conf(inv, spec))
+    conf.write_text(ganesha_conf(inv, spec, exports_text, network))
     log = (spec.state / "nfs.log").open("ab")
     # Names the twin in their environment (rpcbind's command line does not), so checks
     # that `twin down` left nothing find them.

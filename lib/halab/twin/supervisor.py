@@ -23,13 +23,19 @@ from typing import Any
 from halab.errors import StepError
 from halab.inventory import Inventory, load_inventory
 from halab.twin.etcd import EtcdClient, EtcdError
+from halab.twin.guests import descendants, kill_sandboxes, sandboxes_under
+from halab.twin.host_control import query as query_control
 from halab.twin.nfs_server import MOUNT_PORT, NFS_PORT
+from halab.twin.ssh_world import SshFiles, ssh_port, ssh_user
+from halab.twin.ssh_world import facts_for as ssh_facts
+from halab.twin.ssh_world import machines as ssh_machines
+from halab.twin.ssh_world import prepare as prepare_ssh
 from halab.twin.topology import TWIN_NETWORK, TwinTopology
 
 API_PORT = 6443
 CANNOT = {
     "gpu": "there is no GPU on this machine: the twin's GPU devices are placeholders",
-    "ssh": "the twin's hosts do not answer SSH yet: nothing can be read on them",
+    "internet": "the twin reaches only loopback: nothing is asked of GitHub or any other site",
 }
 
 
@@ -141,6 +147,7 @@ def write_access_files(paths: TwinPaths, topology: TwinTopology, inv: Inventory)
         "current-context": f"{inv.cluster.name}-twin",
     }
     paths.kubeconfig.write_text(json.dumps(kubeconfig, indent=2) + "\n")
+    ssh = SshFiles(paths.dir)
     etcd = "".join(f"    - {m.client_url}\n" for m in topology.etcd)
     twin = f"{sys.executable} -m halab.cli twin --dir {paths.dir.resolve()}"
     paths.target.write_text(
@@ -149,6 +156,13 @@ def write_access_files(paths: TwinPaths, topology: TwinTopology, inv: Inventory)
         f"kubeconfig: {paths.kubeconfig.resolve()}\n"
         f"context: {inv.cluster.name}-twin\n"
         f"api_port: {API_PORT}\n"
+        "# Every host and node answers SSH on its address (ssh -F ssh_config NAME ...).\n"
+        "ssh:\n"
+        f"  user: {ssh_user()}\n"
+        f"  port: {ssh_port()}\n"
+        f"  key_file: {ssh.client_key.resolve()}\n"
+        f"  known_hosts: {ssh.known_hosts.resolve()}\n"
+        f"  config_file: {ssh.config.resolve()}\n"
         "addresses:\n"
         f"  last_octet_on: {topology.network}\n"
         "etcd:\n"
@@ -172,6 +186,7 @@ def ports_in_use(topology: TwinTopology, nfs_address: str | None = None) -> list
     for member in topology.etcd:
         wanted += [(str(member.address), p) for p in (2379, 2380, API_PORT)]
     wanted += [(str(a), 10250) for a in topology.nodes.values()]
+    wanted += [(str(a), ssh_port()) for a in {*topology.nodes.values(), *topology.hosts.values()}]
     if nfs_address is not None:
         wanted += [(nfs_address, NFS_PORT), (nfs_address, MOUNT_PORT)]
     busy = []
@@ -183,6 +198,16 @@ def ports_in_use(topology: TwinTopology, nfs_address: str | None = None) -> list
             except OSError:
                 busy.append(f"{address}:{port}")
     return busy
+
+
+def _listens(address: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((address, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def _get(url: str, timeout: float = 2.0) -> dict[str, Any]:
@@ -222,6 +247,7 @@ def wait_ready(
 ) -> None:
     url = f"http://{topology.vip}:{API_PORT}"
     want = {n.name for n in inv.nodes}
+    sshd = {m.name: m.address for m in ssh_machines(inv, paths.dir.resolve(), topology.network)}
     deadline = time.monotonic() + timeout
     last = "the API does not answer through the VIP yet"
     shown = ""
@@ -229,9 +255,14 @@ def wait_ready(
         try:
             ready = nodes_ready(url)
             missing = sorted(n for n in want if not ready.get(n))
-            if not missing:
+            silent = sorted(name for name, a in sshd.items() if not _listens(a, ssh_port()))
+            if not missing and not silent:
                 return
-            last = f"nodes not Ready yet: {', '.join(missing)}"
+            last = (
+                f"nodes not Ready yet: {', '.join(missing)}"
+                if missing
+                else f"no SSH yet on {', '.join(silent)}"
+            )
         except (OSError, urllib.error.URLError, ValueError) as exc:
             last = f"the API does not answer through the VIP {url} yet ({exc})"
         progress = last.split(" (")[0]  # the reason stays for the error, not every line
@@ -286,8 +317,15 @@ def up(
     state["network"] = str(network)
     state["started"] = time.time()
     _seed_media(inv, paths, topology, media)
+    prepare_ssh(inv, paths.dir.resolve(), network)
+    if inv.storage.nfs is not None:
+        from halab.render import external
+
+        nfs_dir = paths.dir / "hosts" / inv.storage.nfs.host / "nfs"
+        nfs_dir.mkdir(parents=True, exist_ok=True)
+        (nfs_dir / "exports.rendered").write_text(external.exports(inv))
     for host in inv.hosts:
-        if host.name in alive or not runs_something(inv, host.name):
+        if host.name in alive:
             continue
         state["hosts"][host.name] = {
             "pid": _start_host(paths, inventory.resolve(), host.name, network),
@@ -322,12 +360,6 @@ def mounts_under_dir(directory: Path) -> list[str]:
     from halab.twin.kubelet.csi import mounts_under
 
     return mounts_under(directory) if directory.exists() else []
-
-
-def runs_something(inv: Inventory, host: str) -> bool:
-    """A host the twin starts: it has k3s nodes, or it is the NFS server."""
-    nfs = inv.storage.nfs
-    return any(n.host == host for n in inv.nodes) or (nfs is not None and nfs.host == host)
 
 
 def _seed_media(
@@ -393,6 +425,7 @@ def down(directory: Path) -> list[str]:
     stopped = []
     for name, info in state.get("hosts", {}).items():
         pid = info.get("pid")
+        below = descendants(pid) if pid and _alive(pid, directory.resolve()) else []
         if pid and _alive(pid, directory.resolve()):
             _kill(pid, signal.SIGTERM)
             if not _wait_gone(pid, directory.resolve(), 8.0):
@@ -402,6 +435,7 @@ def down(directory: Path) -> list[str]:
         # Whatever is left in the group (an etcd that outlived its host) goes too.
         if pid:
             _kill(pid, signal.SIGKILL)
+        _kill_all(below)
         info["state"] = "down"
         info["pid"] = None
     _kill_sandboxes(directory.resolve())
@@ -409,6 +443,12 @@ def down(directory: Path) -> list[str]:
     if state:
         _write_state(paths, state)
     return stopped
+
+
+def _kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _unmount_left(under: Path) -> None:
@@ -423,17 +463,7 @@ def _unmount_left(under: Path) -> None:
 def sandboxes(directory: Path) -> list[int]:
     """Pod processes of this twin still running: their bubblewrap sandboxes name the
     twin's directory on their command line."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"bwrap") and any(str(directory).encode() in a for a in argv):
-            found.append(int(proc.name))
-    return found
+    return sandboxes_under(directory)
 
 
 def _kill_sandboxes(directory: Path) -> None:
@@ -466,7 +496,12 @@ def fail(directory: Path, host: str) -> None:
         raise TwinError(
             f"twin host {host} is not running (recover it with `halab twin recover {host}`)"
         )
+    below = descendants(pid)  # its SSH sessions and pods live in sessions of their own
     _kill(pid, signal.SIGKILL)  # every process of the host at once, like pulling the plug
+    _kill_all(below)
+    # A pod started while the host was being read, or whose parent died first, still
+    # names the host's directory: found by that.
+    kill_sandboxes([directory.resolve() / "hosts" / host])
     _wait_gone(pid, directory.resolve(), 5.0)
     _unmount_left(directory / "hosts" / host)
     info["state"], info["pid"] = "failed", None
@@ -512,6 +547,26 @@ def status(directory: Path) -> dict[str, Any]:
             "up": nfs.host in alive,
             "exports": [f"{e.path} ({'ro' if e.read_only else 'rw'})" for e in nfs.exports],
         }
+    out["ssh"] = {}
+    for machine in ssh_machines(inv, directory.resolve(), topology.network):
+        facts = ssh_facts(inv, machine, topology.network)
+        out["ssh"][machine.name] = {
+            "address": f"{machine.address}:{ssh_port()}",
+            "up": machine.host in alive and _listens(machine.address, ssh_port()),
+            # What this machine cannot tell, so the twin answers with the inventory's word.
+            "from_inventory": facts["from_inventory"],
+        }
+    out["guests"] = {}
+    for host in alive:
+        with contextlib.suppress(OSError, ValueError):
+            rows = query_control(directory.resolve(), host, "/guests")
+            out["guests"].update(
+                {
+                    g["name"]: {"host": host, "id": g["vmid"], "kind": g["kind"],
+                                "running": g["running"]}
+                    for g in rows
+                }
+            )  # fmt: skip
     endpoints = [m.client_url for m in topology.etcd if m.host in alive]
     out["etcd"] = {
         "members": [m.name for m in topology.etcd],
