@@ -321,10 +321,14 @@ def build_world(
         "--ro-bind", str(world / "facts.json"), "/run/halab/facts.json",
         "--bind", str(control_dir), "/run/halab/control",
     ]  # fmt: skip
-    prefix = os.path.realpath(sys.base_prefix)
-    if prefix.startswith(home.rstrip("/") + "/"):
-        # The commands' Python lives under the home just hidden (pyenv): show it again.
-        bwrap += ["--ro-bind", prefix, prefix]
+    # The commands' Python (pyenv under the home, a venv under /tmp in a clean clone) and
+    # the kit itself may live under what the world just hid: show those again, read-only.
+    hidden = [home, "/tmp", "/mnt", "/etc", "/run"]
+    needed = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, SHIM.parent)}
+    needed.add(os.path.abspath(sys.prefix))
+    for path in sorted(needed):
+        if any(path == h or path.startswith(h.rstrip("/") + "/") for h in hidden):
+            bwrap += ["--ro-bind", path, path]
     if facts["gpu"]:
         bwrap += ["--dev-bind", str(dri), "/dev/dri"]
     bwrap += [
