@@ -66,6 +66,14 @@ class Hypervisor:
     guest: str
 
 
+# What each power action is in each hypervisor's CLI.
+VERBS = {
+    "qm": {"off": "stop", "shutdown": "shutdown", "on": "start"},
+    "pct": {"off": "stop", "shutdown": "shutdown", "on": "start"},
+    "virsh": {"off": "destroy", "shutdown": "shutdown", "on": "start"},
+}
+
+
 def hypervisor_of(inventory: Inventory, name: str) -> Hypervisor | None:
     """The hypervisor that powers node `name`, or None when it is a machine of its own
     (a bare-metal node or a physical host: the target's power commands switch those)."""
@@ -117,12 +125,7 @@ class Power:
             return (switch.off_command if action == "off" else switch.on_command).replace(
                 "{host}", machine
             )
-        verb = {
-            ("qm", "off"): "stop", ("qm", "shutdown"): "shutdown", ("qm", "on"): "start",
-            ("pct", "off"): "stop", ("pct", "shutdown"): "shutdown", ("pct", "on"): "start",
-            ("virsh", "off"): "destroy", ("virsh", "shutdown"): "shutdown",
-            ("virsh", "on"): "start",
-        }[(hv.tool, action)]  # fmt: skip
+        verb = VERBS[hv.tool][action]
         guest = hv.guest if hv.tool == "virsh" else f"<id of {hv.guest}>"
         return f"ssh {hv.host} {hv.tool} {verb} {guest}"
 
@@ -145,11 +148,7 @@ class Power:
                 self.hosts[machine].run(["sudo", "poweroff"], timeout=30)
                 return f"{machine}: poweroff"
             return switch.off(machine) if action == "off" else switch.on(machine)
-        verb = {
-            "qm": {"off": "stop", "shutdown": "shutdown", "on": "start"},
-            "pct": {"off": "stop", "shutdown": "shutdown", "on": "start"},
-            "virsh": {"off": "destroy", "shutdown": "shutdown", "on": "start"},
-        }[hv.tool][action]
+        verb = VERBS[hv.tool][action]
         command = self._guest_cmd(hv, verb)
         done = self.hosts[hv.host].run(command, timeout=180)
         if done.returncode != 0:

@@ -180,7 +180,8 @@ class Guests:
             guest.process.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 guest.process.wait(timeout)
-        tree = [pid, *descendants(pid)] if guest.process.poll() is None else descendants(pid)
+        # Once it has exited its children are init's: the path sweep below finds its pods.
+        tree = [pid, *descendants(pid)] if guest.process.poll() is None else []
         for member in tree:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(member, signal.SIGKILL)

@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -105,10 +104,6 @@ class Machine:
     address: str  # its twin address
     world: Path
     guest: bool
-
-    @property
-    def aliases(self) -> list[str]:
-        return [self.name]
 
 
 def machines(inv: Inventory, directory: Path, network: IPv4Network) -> list[Machine]:
@@ -483,5 +478,5 @@ def start_sshd(
             stderr=log,
             stdin=subprocess.DEVNULL,
         )
-    time.sleep(0)  # started; readiness is the caller's to wait for (it connects)
+    # Readiness is the supervisor's to wait for: it connects (wait_ready).
     return proc
