@@ -287,3 +287,86 @@ def test_proxyjump_in_ssh_config_goes_through_the_jump_host(
         )
     finally:
         host.close()
+
+
+def _docker_host(twin: TwinLab) -> tuple[str, list[str], list[int]]:
+    inv = load_inventory(twin.inventory)
+    apps = [a for a in inv.apps if a.kind == "docker"]
+    assert apps, "the shipped inventory runs a Docker app"
+    return apps[0].host, [a.name for a in apps if a.host == apps[0].host], apps[0].ports
+
+
+def _listens(address: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        return sock.connect_ex((address, port)) == 0
+
+
+def test_docker_compose_up_starts_the_rendered_services_and_down_stops_them(
+    twin: TwinLab, hosts: Hosts, tmp_path: Path
+) -> None:
+    from halab.render.external import compose
+
+    name, containers, ports = _docker_host(twin)
+    host = hosts[name]
+    local = tmp_path / "docker-compose.yml"
+    local.write_text(compose(load_inventory(twin.inventory), name))
+    remote = "/mnt/user/appdata/halab-test/docker-compose.yml"
+    host.upload(local, remote, mode=0o644)
+    try:
+        up = host.run(["docker", "compose", "-f", remote, "up", "-d"], check=True)
+        for container in containers:
+            assert f" Container {container}  Started" in up.stderr
+        listed = host.run(["docker", "ps", "--format", "{{.Names}} {{.State}}"], check=True)
+        assert {f"{c} running" for c in containers} <= set(listed.stdout.splitlines())
+        for port in ports:  # published on the host's own address
+            assert _listens(hosts.address(name), port)
+        logs = host.run(["docker", "logs", containers[0]], check=True).stdout
+        assert "placeholder" in logs  # the twin has no program for the image, and says so
+        again = host.run(["docker", "compose", "-f", remote, "up", "-d"], check=True)
+        assert f" Container {containers[0]}  Running" in again.stderr
+    finally:
+        down = host.run(["docker", "compose", "-f", remote, "down"], check=True)
+    assert f" Container {containers[0]}  Removed" in down.stderr
+    assert host.run(["docker", "ps", "-a", "-q"], check=True).stdout.strip() == ""
+    for port in ports:
+        assert not _listens(hosts.address(name), port)
+    missing = host.run(["docker", "logs", containers[0]])
+    assert missing.returncode == 1 and "No such container" in missing.stderr
+
+
+def test_a_compose_service_runs_with_its_environment_volumes_and_restart(
+    twin: TwinLab, hosts: Hosts, tmp_path: Path
+) -> None:
+    name, _, _ = _docker_host(twin)
+    host = hosts[name]
+    local = tmp_path / "compose.yaml"
+    local.write_text(
+        "services:\n"
+        "  probe:\n"
+        "    image: busybox:1.36\n"
+        "    restart: unless-stopped\n"
+        "    environment: {GREETING: \"${WHO:-nobody}\"}\n"
+        "    volumes: [/mnt/user/halab-probe:/data, ./conf:/conf:ro]\n"
+        '    command: sh -c "echo $$GREETING >> /data/out; touch /conf/x || echo ro; exit 3"\n'
+    )
+    host.upload(local, "/mnt/user/appdata/probe/compose.yaml")
+    here = "cd /mnt/user/appdata/probe && "
+    try:
+        host.run(here + "WHO=compose docker compose up -d", check=True)
+        # Exit 3 each time, and unless-stopped starts it again (Docker's growing delay).
+        eventually(
+            lambda: (
+                host.read("/mnt/user/halab-probe/out").splitlines()[:2] == ["compose", "compose"]
+            ),
+            30,
+            "the container restarted by its policy",
+        )
+        logs = host.run(here + "docker compose logs --tail 1", check=True).stdout
+        assert logs.strip() == "probe  | ro"  # the :ro volume refused the write
+    finally:
+        host.run(here + "docker compose down", check=True)
+        host.run("rm -rf /mnt/user/halab-probe /mnt/user/appdata/probe", check=True)
+    assert "probe-probe-1" not in host.run(["docker", "ps", "-a"], check=True).stdout

@@ -360,6 +360,11 @@ def _cmd_twin(args: argparse.Namespace) -> int:
             f"  {word} {guest['id']} {name:10} on {guest['host']}: "
             f"{'running' if guest['running'] else 'stopped'}"
         )
+    for name, container in (doc.get("docker") or {}).items():
+        print(
+            f"  docker {name} on {container['host']}: {container['status']}; "
+            f"runs as {container['runs']}"
+        )
     for name, ssh in (doc.get("ssh") or {}).items():
         print(
             f"  ssh  {name:10} {ssh['address']:18} {'answers' if ssh['up'] else 'down'}; "

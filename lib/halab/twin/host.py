@@ -3,7 +3,8 @@ its NFS server, its share of the cluster DNS, its control socket (host_control.p
 its bare-metal node (etcd member as a child, API server, VIP and controller-manager
 candidates, kubelet); each VM or LXC node is a guest process of its own (guests.py)
 holding the same parts for that node, so a hypervisor can power one off alone.
-`twin fail` SIGKILLs the whole group: every part of the host stops at once, like
+A host with Docker (Unraid) runs its engine here too
+(docker_engine.py). `twin fail` SIGKILLs the whole group: every part of the host stops at once, like
 pulling its plug.
 
 Run by the supervisor: python -m halab.twin.host --inventory FILE --dir DIR --host NAME
@@ -34,6 +35,7 @@ from halab.twin.client import Client
 from halab.twin.controllers.leader import LeaderElector, Timings
 from halab.twin.controllers.manager import Manager, Settings
 from halab.twin.dns import ClusterDns, dns_address
+from halab.twin.docker_engine import DockerEngine
 from halab.twin.etcd import member_command
 from halab.twin.guests import Guests
 from halab.twin.host_control import HostControl
@@ -45,7 +47,7 @@ from halab.twin.nfs_server import NfsServerSpec, file_exports
 from halab.twin.nfs_server import reload as reload_nfs
 from halab.twin.nfs_server import spec_for as nfs_spec
 from halab.twin.nfs_server import start as start_nfs
-from halab.twin.ssh_world import Machine, start_sshd
+from halab.twin.ssh_world import Machine, has_docker, start_sshd, world_path
 from halab.twin.ssh_world import facts_for as ssh_facts
 from halab.twin.ssh_world import machines as ssh_machines
 from halab.twin.timings import TwinTimings
@@ -84,6 +86,7 @@ class Host:
         self.guests: Guests | None = None
         self.control: HostControl | None = None
         self.nfs_spec: NfsServerSpec | None = None
+        self.docker: DockerEngine | None = None
         self._served_exports = ""
 
     @property
@@ -114,6 +117,14 @@ class Host:
             if len(bare) < len(here)
             else None
         )
+        if has_docker(self.inv, self.name):
+            me = next(m for m in self._machines(guest=False) if m.name == self.name)
+            self.docker = DockerEngine(
+                self.host_dir / "docker",
+                str(self.topology.hosts[self.name]),
+                lambda path: world_path(me, self.root, path),
+                str(self.dir),
+            )
         self.control = HostControl(
             self.dir,
             self.name,
@@ -121,6 +132,7 @@ class Host:
             self._nfs_running,
             self._exports,
             self._reload_exports,
+            self.docker,
         )
         self.runners.append(await self.control.start())
         nfs = self.inv.storage.nfs
@@ -137,6 +149,8 @@ class Host:
             self.nfs = start_nfs(self.inv, spec, self._exports_text(), self.topology.network)
         for node in bare:
             await self._node_parts(node)
+        if self.docker is not None:
+            await self.docker.restore()  # as the daemon starts its containers at boot
         if self.guests is not None:
             for guest in self.guests.guests.values():
                 self.guests.start(guest)  # onboot, as the plan's VMs and containers are
@@ -333,6 +347,8 @@ class Host:
             await asyncio.to_thread(self.guests.stop_all)
         if self.control is not None:
             await self.control.stop()
+        if self.docker is not None:
+            await self.docker.shutdown()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

@@ -1,7 +1,7 @@
 """A host process's control socket: what the commands on its machines (hostshim.py) ask of
 it. The hypervisor's guests (list, start, stop, shut down), a machine's memory in use, the
 host's own power (by the supervisor's own `twin fail`/`recover`, so the state file says
-what happened), and the NFS server's exports (exportfs).
+what happened), the NFS server's exports (exportfs) and the Docker engine's containers.
 
 HTTP over a Unix socket in the host's directory, bound into each of its machines' worlds
 at /run/halab/control/sock; nothing listens on the network for it.
@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from halab.twin.docker_engine import DockerEngine, DockerError
 from halab.twin.guests import Guest, Guests, descendants, rss_bytes
 
 log = logging.getLogger("halab.twin.control")
@@ -36,6 +37,7 @@ class HostControl:
         nfs_running: Callable[[], bool],
         exports: Callable[[], list[dict[str, str]]],
         reload_exports: Callable[[], list[dict[str, str]]],
+        docker: DockerEngine | None = None,
     ) -> None:
         self.dir = directory
         self.host = host
@@ -43,6 +45,7 @@ class HostControl:
         self.nfs_running = nfs_running
         self.exports = exports
         self.reload_exports = reload_exports
+        self.docker = docker
         self.socket_dir = directory / "hosts" / host / "control"
         self._later: set[asyncio.Task[None]] = set()
 
@@ -55,6 +58,10 @@ class HostControl:
         app.router.add_post("/reboot", self._reboot)
         app.router.add_get("/exports", self._exports)
         app.router.add_post("/exports/reload", self._reload)
+        app.router.add_post("/docker/compose/{verb}", self._compose)
+        app.router.add_get("/docker/containers", self._containers)
+        app.router.add_get("/docker/containers/{name}/logs", self._container_logs)
+        app.router.add_post("/docker/containers/{name}/{action}", self._container_act)
         return app
 
     async def start(self) -> web.AppRunner:
@@ -161,6 +168,68 @@ class HostControl:
         except (ValueError, RuntimeError, OSError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response({"exports": lines})
+
+    # -- Docker (Unraid) --
+
+    def _engine(self) -> DockerEngine:
+        if self.docker is None:
+            raise DockerError(f"{self.host} runs no Docker engine")
+        return self.docker
+
+    async def _compose(self, request: web.Request) -> web.Response:
+        """docker compose VERB: the file's text comes from the host's shell (its world)."""
+        verb = request.match_info["verb"]
+        body = await request.json()
+        text, file, project = body["text"], body["file"], body.get("project")
+        only = [str(s) for s in body.get("services") or []]
+        try:
+            engine = self._engine()
+            if verb == "up":
+                env = {str(k): str(v) for k, v in (body.get("environment") or {}).items()}
+                events = await engine.up(text, file, project, only, env)
+                return web.json_response({"events": events})
+            if verb == "down":
+                return web.json_response({"events": await engine.down(text, file, project)})
+            name = engine.project_of(text, file, project)
+            if verb == "ps":
+                rows = engine.rows(bool(body.get("all")), name)
+                return web.json_response([r for r in rows if not only or r["Service"] in only])
+            if verb == "logs":
+                rows = [r for r in engine.rows(True, name) if not only or r["Service"] in only]
+                return web.json_response(
+                    [{"service": r["Service"], "text": engine.logs(r["Name"])} for r in rows]
+                )
+            if verb in ("start", "stop", "restart"):
+                rows = [r for r in engine.rows(True, name) if not only or r["Service"] in only]
+                for row in rows:
+                    await engine.act(row["Name"], verb)
+                return web.json_response({"containers": [r["Name"] for r in rows]})
+        except DockerError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"error": f"unknown command: docker compose {verb}"}, status=400)
+
+    async def _containers(self, request: web.Request) -> web.Response:
+        try:
+            return web.json_response(self._engine().rows(bool(request.query.get("all"))))
+        except DockerError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+
+    async def _container_logs(self, request: web.Request) -> web.Response:
+        try:
+            text = self._engine().logs(request.match_info["name"])
+        except DockerError as exc:
+            return web.json_response({"error": str(exc)}, status=404)
+        return web.json_response({"text": text})
+
+    async def _container_act(self, request: web.Request) -> web.Response:
+        action = request.match_info["action"]
+        if action not in ("start", "stop", "restart"):
+            return web.json_response({"error": f"unknown command: docker {action}"}, status=400)
+        try:
+            await self._engine().act(request.match_info["name"], action)
+        except DockerError as exc:
+            return web.json_response({"error": str(exc)}, status=404)
+        return web.json_response({"name": request.match_info["name"]})
 
     async def stop(self) -> None:
         for task in list(self._later):

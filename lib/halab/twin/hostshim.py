@@ -4,7 +4,7 @@ puts on the machine's PATH. Standard library only and no halab imports: it start
 tens of milliseconds inside the machine's sandbox.
 
 Facts come from /run/halab/facts.json (the inventory's, where the machine cannot give
-them); power and exports go to the host process's control socket (host_control.py).
+them); power, exports and Docker go to the host process's control socket (host_control.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def facts() -> dict[str, Any]:
     return data
 
 
-def control(method: str, path: str, timeout: float = 120.0) -> tuple[int, Any]:
+def control(method: str, path: str, timeout: float = 120.0, body: Any = None) -> tuple[int, Any]:
     # Imported here: http.client costs tens of milliseconds, and most commands never ask.
     import http.client
     import socket
@@ -38,7 +38,11 @@ def control(method: str, path: str, timeout: float = 120.0) -> tuple[int, Any]:
 
     conn = UnixConnection("twin", timeout=timeout)
     try:
-        conn.request(method, path)
+        if body is None:
+            conn.request(method, path)
+        else:
+            data = json.dumps(body).encode()
+            conn.request(method, path, data, {"Content-Type": "application/json"})
         resp = conn.getresponse()
         body = resp.read()
     except OSError as exc:
@@ -418,11 +422,200 @@ def exportfs(args: list[str]) -> None:
         print(f"\t\t{line['client']}({line['options']})")
 
 
+# -- Docker (Unraid) ---------------------------------------------------------------------
+
+COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
+
+
+def _docker_call(method: str, path: str, body: Any = None) -> Any:
+    code, doc = control(method, path, body=body)
+    if code >= 300:
+        die(str(doc.get("error", doc) if isinstance(doc, dict) else doc), 1)
+    return doc
+
+
+def _table(columns: list[tuple[str, str]], rows: list[dict[str, Any]]) -> None:
+    """Docker's tables: columns three spaces apart, the last one unpadded."""
+    cells = [[title for title, _ in columns]] + [[str(r[key]) for _, key in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    for row in cells:
+        print("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _command_text(row: dict[str, Any], trunc: bool = True) -> str:
+    command = row["Command"]
+    if trunc and len(command) > 20:
+        command = command[:19] + "\u2026"
+    return f'"{command}"'
+
+
+def _formatted(fmt: str, rows: list[dict[str, Any]]) -> None:
+    """--format: json, or a Go template's {{.Field}} and {{json .}} (the subset in use)."""
+    import re
+
+    if fmt in ("json", "{{json .}}"):
+        for row in rows:
+            print(json.dumps({k: v for k, v in row.items() if k != "Runs"}))
+        return
+    template = fmt.removeprefix("table ").replace("\\t", "\t").replace("\\n", "\n")
+
+    field = re.compile(r"\{\{\s*\.(\w+)\s*\}\}")
+    for row in rows:
+        parts = field.split(template)  # text, field, text, field, ...
+        print("".join(str(row.get(p, "")) if i % 2 else p for i, p in enumerate(parts)))
+
+
+def _ps_rows(rows: list[dict[str, Any]], args: list[str], compose: bool) -> None:
+    fmt = _option(args, "--format")
+    if "-q" in args or "--quiet" in args:
+        for row in rows:
+            print(row["ID"])
+    elif fmt and fmt != "table":
+        _formatted(fmt, rows)
+    elif compose:
+        for row in rows:
+            row["_command"] = _command_text(row, trunc=False)
+            row["_created"] = row["RunningFor"]
+        _table([("NAME", "Name"), ("IMAGE", "Image"), ("COMMAND", "_command"),
+                ("SERVICE", "Service"), ("CREATED", "_created"), ("STATUS", "Status"),
+                ("PORTS", "Ports")], rows)  # fmt: skip
+    else:
+        for row in rows:
+            row["_command"] = _command_text(row)
+        _table([("CONTAINER ID", "ID"), ("IMAGE", "Image"), ("COMMAND", "_command"),
+                ("CREATED", "RunningFor"), ("STATUS", "Status"), ("PORTS", "Ports"),
+                ("NAMES", "Names")], rows)  # fmt: skip
+
+
+def _option(args: list[str], name: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _positional(args: list[str], valued: tuple[str, ...]) -> list[str]:
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in valued:
+            skip = True
+        elif not arg.startswith("-"):
+            out.append(arg)
+    return out
+
+
+def _compose(args: list[str]) -> None:
+    files: list[str] = []
+    project = os.environ.get("COMPOSE_PROJECT_NAME")
+    rest = list(args)
+    while rest and rest[0].startswith("-"):
+        flag = rest.pop(0)
+        value = flag.split("=", 1)[1] if "=" in flag else (rest.pop(0) if rest else "")
+        flag = flag.split("=", 1)[0]
+        if flag in ("-f", "--file"):
+            files.append(value)
+        elif flag in ("-p", "--project-name"):
+            project = value
+        else:
+            unsupported("docker compose", args)
+    if not rest:
+        die("Usage:  docker compose [OPTIONS] COMMAND", 1)
+    verb, options = rest[0], rest[1:]
+    if len(files) > 1:
+        die("halab twin: docker compose here reads one file (-f given more than once)", 1)
+    if files:
+        file = os.path.abspath(files[0])
+        if not os.path.exists(file):
+            die(f"open {file}: no such file or directory", 1)
+    else:
+        found = [f for f in COMPOSE_FILES if os.path.exists(f)]
+        if not found:
+            die("no configuration file provided: not found", 1)
+        file = os.path.abspath(found[0])
+    with open(file) as f:
+        body: dict[str, Any] = {"text": f.read(), "file": file, "project": project}
+    body["services"] = _positional(options, ("--tail", "--format", "-t", "--timeout"))
+    if verb == "up":
+        if not ({"-d", "--detach"} & set(options)):
+            die("halab twin: docker compose up runs detached here: add -d "
+                "(and read the output with docker compose logs)", 1)  # fmt: skip
+        allowed = {"-d", "--detach", "--remove-orphans", "--quiet-pull", "--no-color", "--wait"}
+        if any(o.startswith("-") and o not in allowed for o in options):
+            unsupported("docker compose up", options)
+        body["environment"] = dict(os.environ)  # the file's ${VARIABLES}, as compose reads them
+        events = _docker_call("POST", "/docker/compose/up", body)["events"]
+        sys.stderr.write("".join(e + "\n" for e in events))
+    elif verb == "down":
+        if any(o.startswith("-") and o != "--remove-orphans" for o in options):
+            unsupported("docker compose down", options)
+        events = _docker_call("POST", "/docker/compose/down", body)["events"]
+        sys.stderr.write("".join(e + "\n" for e in events))
+    elif verb == "ps":
+        body["all"] = "-a" in options or "--all" in options
+        _ps_rows(_docker_call("POST", "/docker/compose/ps", body), options, compose=True)
+    elif verb == "logs":
+        if "-f" in options or "--follow" in options:
+            die("halab twin: docker compose logs does not follow here; run it again", 1)
+        tail = _option(options, "--tail")
+        logs = _docker_call("POST", "/docker/compose/logs", body)
+        width = max((len(entry["service"]) for entry in logs), default=0)
+        for entry in logs:
+            lines = entry["text"].splitlines()
+            if tail is not None and tail != "all":
+                lines = lines[-int(tail) :] if int(tail) else []
+            for line in lines:
+                print(f"{entry['service']:<{width}}  | {line}")
+    elif verb in ("start", "stop", "restart"):
+        names = _docker_call("POST", f"/docker/compose/{verb}", body)["containers"]
+        done = {"start": "Started", "stop": "Stopped", "restart": "Started"}[verb]
+        sys.stderr.write("".join(f" Container {n}  {done}\n" for n in names))
+    else:
+        unsupported("docker compose", args)
+
+
+def docker(args: list[str]) -> None:
+    if not args:
+        die("Usage:  docker [OPTIONS] COMMAND", 0)
+    verb, rest = args[0], args[1:]
+    if verb in ("--version", "-v"):
+        # The engine is the twin's (docker_engine.py), and its build says so.
+        print("Docker version 24.0.9, build halab-twin")
+    elif verb == "compose":
+        _compose(rest)
+    elif verb == "ps":
+        every = "-a" in rest or "--all" in rest
+        _ps_rows(_docker_call("GET", "/docker/containers" + ("?all=1" if every else "")),
+                 rest, compose=False)  # fmt: skip
+    elif verb == "logs":
+        names = _positional(rest, ("--tail", "-n", "--since", "--until"))
+        if len(names) != 1:
+            die('"docker logs" requires exactly 1 argument.', 1)
+        text = _docker_call("GET", f"/docker/containers/{names[0]}/logs")["text"]
+        tail = _option(rest, "--tail") or _option(rest, "-n")
+        lines = text.splitlines(keepends=True)
+        if tail is not None and tail != "all":
+            lines = lines[-int(tail) :] if int(tail) else []
+        sys.stdout.write("".join(lines))
+    elif verb in ("start", "stop", "restart"):
+        names = _positional(rest, ("-t", "--time"))
+        if not names:
+            die(f'"docker {verb}" requires at least 1 argument.', 1)
+        for name in names:
+            _docker_call("POST", f"/docker/containers/{name}/{verb}")
+            print(name)
+    else:
+        unsupported("docker", args)
+
+
 COMMANDS = {
     "nproc": nproc, "free": free, "lsblk": lsblk, "ip": ip, "uname": uname, "k3s": k3s,
     "pveversion": pveversion, "systemctl": systemctl, "sudo": sudo, "poweroff": poweroff,
     "reboot": reboot, "shutdown": shutdown, "qm": qm, "pct": pct, "virsh": virsh,
-    "exportfs": exportfs,
+    "exportfs": exportfs, "docker": docker,
 }  # fmt: skip
 
 

@@ -3,7 +3,7 @@ SSH: a real OpenSSH sshd on its twin address, and every command run in that mach
 world, a bubblewrap sandbox with its own hostname, /etc (os-release, hostname, exports),
 home, /tmp and /mnt from its own disk, and small commands (hostshim.py) answering what
 this machine cannot: the inventory's architecture, cores, memory and disks, the
-hypervisor's qm/pct/virsh, poweroff, systemctl, exportfs.
+hypervisor's qm/pct/virsh, poweroff, systemctl, exportfs, Unraid's docker.
 
 Keys and client files are made once by the supervisor (`prepare`); each sshd is started
 by the process that is its machine (the host process, or the guest's), so it goes down
@@ -205,6 +205,9 @@ def facts_for(inv: Inventory, machine: Machine, network: IPv4Network) -> dict[st
         services += ["nfs-ganesha", "nfs-server"]
     if not machine.guest and host.kind == "proxmox":
         services += ["pve-cluster", "pvedaemon", "pveproxy"]
+    docker = not machine.guest and has_docker(inv, host.name)
+    if docker:
+        services.append("docker")
     from_inventory = ["os-release"]
     if node is not None:
         from_inventory += ["cores", "memory", "disks"]
@@ -234,6 +237,7 @@ def facts_for(inv: Inventory, machine: Machine, network: IPv4Network) -> dict[st
         if guests
         else None,
         "nfs": is_nfs,
+        "docker": docker,
         "from_inventory": from_inventory,
     }
 
@@ -266,7 +270,32 @@ def shim_names(facts: dict[str, Any]) -> list[str]:
         names.append("virsh")
     if facts["nfs"]:
         names.append("exportfs")
+    if facts["docker"]:
+        names.append("docker")
     return names
+
+
+def has_docker(inv: Inventory, host: str) -> bool:
+    """Unraid runs Docker; so does any host the inventory gives a Docker app."""
+    return inv.host(host).kind == "unraid" or any(
+        a.kind == "docker" and a.host == host for a in inv.apps
+    )
+
+
+def world_path(machine: Machine, disk: Path, path: str) -> Path | None:
+    """Where a path of the machine's world (as its shell sees it) lives on this machine,
+    for the directories the world has of its own (what build_world binds); None for the
+    rest, which is this machine's own, read-only."""
+    own = [
+        ("/mnt", disk / "mnt"),
+        ("/tmp", machine.world / "tmp"),
+        (os.path.expanduser("~"), machine.world / "home"),
+        ("/dev/dri", machine.world / "dri"),
+    ]
+    for prefix, real in own:
+        if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+            return real / path[len(prefix) :].lstrip("/")
+    return None
 
 
 def build_world(

@@ -26,7 +26,7 @@ from halab.twin.etcd import EtcdClient, EtcdError
 from halab.twin.guests import descendants, kill_sandboxes, sandboxes_under
 from halab.twin.host_control import query as query_control
 from halab.twin.nfs_server import MOUNT_PORT, NFS_PORT
-from halab.twin.ssh_world import SshFiles, ssh_port, ssh_user
+from halab.twin.ssh_world import SshFiles, has_docker, ssh_port, ssh_user
 from halab.twin.ssh_world import facts_for as ssh_facts
 from halab.twin.ssh_world import machines as ssh_machines
 from halab.twin.ssh_world import prepare as prepare_ssh
@@ -565,6 +565,19 @@ def status(directory: Path) -> dict[str, Any]:
                     g["name"]: {"host": host, "id": g["vmid"], "kind": g["kind"],
                                 "running": g["running"]}
                     for g in rows
+                }
+            )  # fmt: skip
+    out["docker"] = {}
+    for host in alive:
+        if not has_docker(inv, host):
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            rows = query_control(directory.resolve(), host, "/docker/containers?all=1")
+            out["docker"].update(
+                {
+                    c["Name"]: {"host": host, "image": c["Image"], "status": c["Status"],
+                                "runs": c["Runs"]}
+                    for c in rows
                 }
             )  # fmt: skip
     endpoints = [m.client_url for m in topology.etcd if m.host in alive]
