@@ -348,7 +348,7 @@ def test_a_compose_service_runs_with_its_environment_volumes_and_restart(
         "  probe:\n"
         "    image: busybox:1.36\n"
         "    restart: unless-stopped\n"
-        "    environment: {GREETING: \"${WHO:-nobody}\"}\n"
+        '    environment: {GREETING: "${WHO:-nobody}"}\n'
         "    volumes: [/mnt/user/halab-probe:/data, ./conf:/conf:ro]\n"
         '    command: sh -c "echo $$GREETING >> /data/out; touch /conf/x || echo ro; exit 3"\n'
     )
