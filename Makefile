@@ -12,8 +12,9 @@ STAMP := $(VENV)/.halab-installed
 # bubblewrap to sandbox the twin's pod processes, etcd-server for the twin's etcd,
 # bind9-dnsutils for dig in the twin's pods (cluster DNS), fuse3 for the twin's FUSE mounts
 # (weed mount, the NFS client), nfs-ganesha and rpcbind for the twin's NFS server, fio for
-# the storage benchmark, libnfs-utils (nfs-ls, nfs-cat) to look at an NFS server by hand.
-APT_PACKAGES := ffmpeg openssh-client openssh-server chromium docker-compose bubblewrap etcd-server bind9-dnsutils fuse3 nfs-ganesha nfs-ganesha-vfs rpcbind fio libnfs-utils
+# the storage benchmark, libnfs-utils (nfs-ls, nfs-cat) to look at an NFS server by hand,
+# frr for the real BGP router (bgpd, vtysh) the twin's gateway runs and the tests validate with.
+APT_PACKAGES := ffmpeg openssh-client openssh-server chromium docker-compose bubblewrap etcd-server bind9-dnsutils fuse3 nfs-ganesha nfs-ganesha-vfs rpcbind fio libnfs-utils frr
 
 export PYTHONDONTWRITEBYTECODE := 1
 
@@ -36,18 +37,20 @@ setup: system $(STAMP)
 
 # The demo: the plan analysed, its GitOps tree rendered, the plan notebook run, then
 # the twin (the plan's cluster as real processes on 127.77.0.x, every host and node
-# answering SSH) started, every host's facts printed beside the inventory, phases 0, 1, 2,
-# 3 and 6 run against it (phase 2 delivers the real SeaweedFS and powers a volume server's host
-# off and on; phase 3 mounts the Unraid host's real nfs-ganesha exports in pods; both run
-# fio beside the local disk; phase 6 pulls a control-plane host's plug and puts it back), the twin
-# stopped, and this machine's transcode capacity measured.
+# answering SSH, the gateway running the real FRR) started, every host's facts printed beside
+# the inventory, phases 0, 1, 2, 3, 6 and 7 run against it (phase 2 delivers the real SeaweedFS
+# and powers a volume server's host off and on; phase 3 mounts the Unraid host's real
+# nfs-ganesha exports in pods; both run fio beside the local disk; phase 6 pulls a
+# control-plane host's plug and puts it back; phase 7 delivers the GPU plugin and MetalLB,
+# whose ExaBGP speakers peer with the gateway), the twin stopped, and this machine's
+# transcode capacity measured.
 demo: setup
 	$(BIN)/halab plan params/cluster.yaml
 	$(BIN)/halab render params/cluster.yaml --out outputs/gitops
 	$(BIN)/halab run --phases plan
 	$(BIN)/halab twin up --fresh params/cluster.yaml
 	$(BIN)/halab hosts facts --target outputs/twin/target.yaml; \
-	  $(BIN)/halab run --phases 0,1,2,3,6 --target outputs/twin/target.yaml --allow-disruption; \
+	  $(BIN)/halab run --phases 0,1,2,3,6,7 --target outputs/twin/target.yaml --allow-disruption; \
 	  status=$$?; $(BIN)/halab twin status; $(BIN)/halab twin down; exit $$status
 	$(BIN)/halab bench --window 5 --warmup 2 --max-streams 8
 

@@ -63,6 +63,7 @@ def test_tree_layout(plan_files: dict[str, str]) -> None:
         "external/unraid/docker-compose.yml",
         "external/unraid/clusterplex-worker-unraid.xml",
         "external/unraid/exports",
+        "external/udm/frr-bgp.conf",
         "external/proxmox/k3s-w3.lxc.conf",
         "external/k3s/install-k3s-cp1.sh",
     }
@@ -105,6 +106,42 @@ def test_metallb_resources(plan_files: dict[str, str]) -> None:
     ]
     peer = find(plan_files, "BGPPeer", "gateway")
     assert peer["apiVersion"] == "metallb.io/v1beta2" and peer["spec"]["peerASN"] == 64512
+
+
+def test_gateway_bgp_config_is_valid_frr_with_every_node(
+    tmp_path: Path, plan_files: dict[str, str]
+) -> None:
+    """The plan's "update UDM BGP config for new node IPs" as a file FRR itself accepts."""
+    vtysh = shutil.which("vtysh")
+    assert vtysh is not None, "vtysh is missing: `make system` installs Debian's frr"
+    inv = load_inventory(CLUSTER_YAML)
+    text = plan_files["external/udm/frr-bgp.conf"]
+    assert f"router bgp {inv.network.metallb.bgp.peer_asn}" in text  # type: ignore[union-attr]
+    for node in inv.nodes:
+        assert f" neighbor {node.address} peer-group K8S" in text, node.name
+    assert "no bgp ebgp-requires-policy" in text
+    # The lab-only lines the twin adds on loopback never reach the user's gateway.
+    assert "allow-martian-nexthop" not in text and "update-source" not in text
+    good = tmp_path / "frr-bgp.conf"
+    good.write_text(text)
+    checked = subprocess.run([vtysh, "-C", "-f", str(good)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    bad = tmp_path / "bad.conf"
+    bad.write_text(text.replace(" neighbor K8S activate", " neighbour K8S activate"))
+    refused = subprocess.run([vtysh, "-C", "-f", str(bad)], capture_output=True, text=True)
+    assert refused.returncode != 0 and "Unknown command" in refused.stdout + refused.stderr
+    # The speakers tolerate every taint, or a tainted node would have no session.
+    release = find(plan_files, "HelmRelease", "metallb")
+    tolerations = release["spec"]["values"]["speaker"]["tolerations"]
+    assert {"operator": "Exists", "effect": "NoSchedule"} in tolerations
+
+
+def test_l2_mode_renders_no_gateway_config(plan_data: dict[str, Any]) -> None:
+    data = corrected(plan_data)
+    data["network"]["metallb"] = {"mode": "l2", "pool": data["network"]["metallb"]["pool"]}
+    files = render(load(data))
+    assert "external/udm/frr-bgp.conf" not in files
+    assert find(files, "L2Advertisement", "default")["spec"]["ipAddressPools"] == ["default"]
 
 
 def test_worker_only_on_gpu_nodes(fixed_files: dict[str, str]) -> None:

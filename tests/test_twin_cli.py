@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from helpers import halab_cli
 from twinlab import TwinLab, eventually
 
 pytestmark = pytest.mark.twin
+GATEWAY_BGP = "127.77.0.1"  # the plan's gateway on the session's twin network
 
 
 def processes_of(directory: Path) -> list[str]:
@@ -67,7 +69,10 @@ def test_down_leaves_nothing_and_up_starts_again(twin: TwinLab) -> None:
     code, out, _ = twin_cli(twin, "down")
     assert stray.wait(10) == -9  # down found it by the twin's directory and killed it
     assert code == 0 and "proxmox" in out
-    assert processes_of(twin.dir) == []  # hosts, etcd members and pod processes
+    assert processes_of(twin.dir) == []  # hosts, etcd members, pods, bgpd, ExaBGP
+    for address, port in ((GATEWAY_BGP, 179), (GATEWAY_BGP, 22)):
+        with pytest.raises(ConnectionRefusedError):  # no listener outlives the twin
+            socket.create_connection((address, port), timeout=3).close()
     code, out, _ = twin_cli(twin, "status")
     assert code == 1 and "stopped" in out
     code, out, err = twin_cli(twin, "up", str(twin.inventory))

@@ -268,7 +268,8 @@ def test_lost_node_pods_are_evicted_and_replaced(lab: TwinLab) -> None:
 
 def test_status_reports_hosts_members_and_vip(lab: TwinLab) -> None:
     doc = supervisor.status(lab.dir)
-    assert doc["running"] and set(doc["hosts"]) == {"proxmox", "unraid", "pi"}
+    # The gateway is a host too (MetalLB speaks BGP here): its bgpd and sshd.
+    assert doc["running"] and set(doc["hosts"]) == {"proxmox", "unraid", "pi", "udm"}
     # One group a host: its process and sshd; each guest (VM or LXC) its own process and
     # sshd, a server's with its etcd member; the NFS host adds ganesha and its private
     # rpcbind. Proxmox: 2 + cp1 3 + w1 2 + w3 2; Unraid: 2 + 2 NFS + cp2 3 + w2 2; the
@@ -277,7 +278,9 @@ def test_status_reports_hosts_members_and_vip(lab: TwinLab) -> None:
         "proxmox": 9,
         "unraid": 9,
         "pi": 3,
+        "udm": 3,
     }
+    assert doc["gateway"]["up"] and doc["gateway"]["address"] == "127.77.0.1"
     assert doc["guests"]["k3s-w3"] == {
         "host": "proxmox", "id": 102, "kind": "lxc-privileged", "running": True
     }  # fmt: skip

@@ -1,5 +1,6 @@
-"""Phase 1, 2, 3 and 6 notebooks, run by `halab run` against the twin, as a user would:
-phase 6 pulls a control-plane host's plug (allowed) and must bring it back."""
+"""Phase 0, 1, 2, 3, 6 and 7 notebooks, run by `halab run` against the twin, as a user
+would: phase 6 pulls a control-plane host's plug (allowed) and must bring it back; phase 7
+delivers the GPU plugin and MetalLB, whose speakers peer with the gateway's real FRR."""
 
 from __future__ import annotations
 
@@ -21,18 +22,21 @@ pytestmark = [pytest.mark.twin, pytest.mark.notebook]
 LIVE_PHASE0 = ("ssh-", "api-vip", "address-", "sizes-", "pi-prepared-", "cluster-state")
 
 
-def test_phases_0_1_2_3_and_6_on_the_twin(twin: TwinLab, tmp_path: Path) -> None:
+def test_phases_0_1_2_3_6_and_7_on_the_twin(twin: TwinLab, tmp_path: Path) -> None:
     try:
-        _phases_0_1_2_3_and_6(twin, tmp_path)
+        _phases_0_to_7(twin, tmp_path)
     finally:
-        # SeaweedFS goes again: the rest of the session need not carry its processes.
-        client.CoreV1Api(twin.api()).delete_namespace("seaweedfs")
+        # SeaweedFS and MetalLB go again: the rest of the session need not carry them.
+        core = client.CoreV1Api(twin.api())
+        core.delete_namespace("seaweedfs")
+        core.delete_namespace("metallb-system")
+        client.AppsV1Api(twin.api()).delete_namespaced_daemon_set("intel-gpu-plugin", "kube-system")
 
 
-def _phases_0_1_2_3_and_6(twin: TwinLab, tmp_path: Path) -> None:
+def _phases_0_to_7(twin: TwinLab, tmp_path: Path) -> None:
     done = subprocess.run(
         [
-            sys.executable, "-m", "halab.cli", "run", "--phases", "0,1,2,3,6",
+            sys.executable, "-m", "halab.cli", "run", "--phases", "0,1,2,3,6,7",
             "--target", str(twin.dir / "target.yaml"), "--inventory", str(twin.inventory),
             "--allow-disruption", "--out", str(tmp_path),
         ],
@@ -45,7 +49,7 @@ def _phases_0_1_2_3_and_6(twin: TwinLab, tmp_path: Path) -> None:
     (run_dir,) = list(tmp_path.iterdir())
     statuses = {}
     advisory = set()
-    for name in ("phase0", "phase1", "phase2", "phase3", "phase6"):
+    for name in ("phase0", "phase1", "phase2", "phase3", "phase6", "phase7"):
         doc = json.loads((run_dir / f"{name}.checks.json").read_text())
         statuses.update({c["id"]: c["status"] for c in doc["checks"]})
         advisory |= {c["id"] for c in doc["checks"] if not c["required"]}
@@ -61,10 +65,26 @@ def _phases_0_1_2_3_and_6(twin: TwinLab, tmp_path: Path) -> None:
     # plan's 002 in one rack copies may share a host (advisory), and a volume may have had
     # every copy on the host that went down (a warning naming it).
     skipped = {k for k, s in statuses.items() if s == "skip"}
-    # Only what nothing serves yet (MetalLB, a kube-dns Service) and what the twin's target
-    # says it cannot do (ask GitHub); the hosts answer SSH, so the NFS server's own
-    # /etc/exports is read and compared.
-    assert skipped == {"metallb", "coredns", "github-pat"}, statuses
+    # Only what nothing serves yet (MetalLB before phase 7 delivers it, so no BGP session
+    # for phase 6's servers) and what the twin's target says it cannot do (ask GitHub);
+    # the hosts answer SSH, so the NFS server's own /etc/exports is read and compared.
+    assert skipped == {"metallb", "github-pat", "bgp-joined-6"}, statuses
+    assert statuses["coredns"] == "pass", statuses
+    # Phase 7: the plugin's GPU on w3 alone, the test pod with its resource sees /dev/dri;
+    # the plan's own line (intel.com/gpu) stays Pending, quoted, naming the finding.
+    phase7 = {
+        c["id"]: c for c in json.loads((run_dir / "phase7.checks.json").read_text())["checks"]
+    }
+    for cid in ("gpu-node-k3s-w3", "gpu-allocatable", "gpu-test-pod", "seaweedfs-volumes"):
+        assert phase7[cid]["status"] == "pass", phase7[cid]
+    assert "renderD128" in phase7["gpu-test-pod"]["detail"]
+    plan_line = phase7["gpu-test-pod-workloads"]
+    assert plan_line["status"] == "fail" and not plan_line["required"], plan_line
+    assert "Insufficient intel.com/gpu" in plan_line["detail"]
+    assert "gpu-resource-name" in plan_line["detail"]
+    for cid in ("metallb-config", "loadbalancer", "bgp-joined-7", "docker-worker-files"):
+        assert phase7[cid]["status"] == "pass", phase7[cid]
+    assert "k3s-w3 (127.77.0.13): Established" in phase7["bgp-joined-7"]["detail"]
     assert statuses["server-exports"] == "pass"
     assert statuses["pi-prepared-k3s-cp3"] == "pass"
     assert {f"sizes-{n}" for n in ("k3s-cp1", "k3s-w1", "k3s-w3")} <= set(statuses)
@@ -74,6 +94,7 @@ def _phases_0_1_2_3_and_6(twin: TwinLab, tmp_path: Path) -> None:
         k: s
         for k, s in statuses.items()
         if k not in advisory | skipped | {"survives-host-loss", "app-writes-sonarr-media"}
+        and k != "gpu-test-pod-workloads"
     }
     assert all(s == "pass" for s in must.values()), statuses
     assert {"planner-agrees", "replicated", "read-back", "masters", "pods-k3s-w1"} <= set(statuses)
@@ -102,6 +123,7 @@ def _phases_0_1_2_3_and_6(twin: TwinLab, tmp_path: Path) -> None:
         "proxmox",
         "unraid",
         "pi",
+        "udm",
     }
 
 

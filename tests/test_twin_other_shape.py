@@ -61,9 +61,9 @@ def test_the_other_twin_is_its_own_cluster(other: TwinLab) -> None:
     )
 
 
-def test_phases_0_1_2_3_and_6_on_the_other_shape(other: TwinLab, tmp_path: Path) -> None:
+def test_phases_0_1_2_3_6_and_7_on_the_other_shape(other: TwinLab, tmp_path: Path) -> None:
     done, live = run(
-        "--phases", "0,1,2,3,6", "--inventory", str(other.inventory),
+        "--phases", "0,1,2,3,6,7", "--inventory", str(other.inventory),
         "--target", str(other.dir / "target.yaml"), "--allow-disruption",
         out=tmp_path / "b",
     )  # fmt: skip
@@ -109,8 +109,17 @@ def test_phases_0_1_2_3_and_6_on_the_other_shape(other: TwinLab, tmp_path: Path)
     assert phase6["etcd-quorum"]["title"] == "etcd has 5 members and one leader"
     assert phase6["control-plane"]["title"] == "5 control-plane nodes Ready"
     assert phase6["api-survives-host-loss"]["status"] == "pass"
+    phase7 = {c["id"]: c for c in checks_of(live, "phase7")}
+    # Its GPU is an xe one: the plugin offers gpu.intel.com/xe on worker-jade, the
+    # workloads ask for that, and MetalLB in L2 mode elects a node for the probe's address.
+    assert "gpu.intel.com/xe=1" in phase7["gpu-allocatable"]["detail"]
+    assert phase7["gpu-test-pod"]["status"] == "pass", phase7["gpu-test-pod"]
+    assert "gpu-test-pod-workloads" not in phase7
+    assert phase7["loadbalancer"]["status"] == "pass", phase7["loadbalancer"]
+    assert "127.78.0.2" in phase7["loadbalancer"]["detail"]  # the pool, on its twin
+    assert phase7["bgp-joined-7"]["status"] == "skip"
     every = [*phase0.values(), *phase1.values(), *phase2.values(), *phase3.values()]
-    every += list(phase6.values())
+    every += [*phase6.values(), *phase7.values()]
     failed = [(c["id"], c["detail"]) for c in every if c["status"] == "fail"]
     assert not failed, failed
     for check in every:
@@ -118,7 +127,7 @@ def test_phases_0_1_2_3_and_6_on_the_other_shape(other: TwinLab, tmp_path: Path)
         assert not any(name in text for name in PLAN_NAMES), text
     # app-writes-ro-export is the inventory's answer (no app mounts library read-write):
     # nothing is asked of the cluster for it.
-    live_checks = [*phase1.values(), *phase2.values(), *phase6.values()]
+    live_checks = [*phase1.values(), *phase2.values(), *phase6.values(), *phase7.values()]
     live_checks += [c for c in phase3.values() if c["id"] != "app-writes-ro-export"]
     assert all(c["seconds"] > 0 for c in live_checks if c["status"] != "skip")
 

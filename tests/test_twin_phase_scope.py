@@ -105,6 +105,10 @@ def test_every_live_check_is_timed(twin: TwinLab, tmp_path: Path) -> None:
     ctx = open_context(twin.inventory, target=twin.dir / "target.yaml", run_dir=tmp_path)
     api = twin.api()
     found, members = phase6.checks(ctx, api)
+    # No MetalLB yet (phase 7 delivers it): the gateway's sessions are not asked for.
+    (bgp,) = [c for c in found if c.id == "bgp-joined-6"]
+    assert bgp.status == "skip" and "phase 7 delivers it" in bgp.detail, bgp
+    found = [c for c in found if c is not bgp]
     found += phase1.check_ready(ctx, api) + phase1.check_test_pods(ctx, api)
     assert all(c.status == "pass" for c in found), [(c.id, c.detail) for c in found]
     assert all(c.seconds > 0 for c in found), [(c.id, c.seconds) for c in found]

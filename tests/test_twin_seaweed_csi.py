@@ -319,18 +319,21 @@ def test_a_chart_the_twin_has_no_copy_of_is_not_installed(twin: TwinLab, storage
         {
             "apiVersion": "helm.toolkit.fluxcd.io/v2",
             "kind": "HelmRelease",
-            "metadata": {"name": "metallb"},
-            "spec": {"chart": {"spec": {"chart": "metallb", "version": "0.14.9"}}},
+            "metadata": {"name": "monitoring"},
+            "spec": {"chart": {"spec": {"chart": "kube-prometheus-stack", "version": "58.0.0"}}},
         },
     )
 
     def condition() -> Any:
         found = custom.get_namespaced_custom_object(
-            "helm.toolkit.fluxcd.io", "v2", ns, "helmreleases", "metallb"
+            "helm.toolkit.fluxcd.io", "v2", ns, "helmreleases", "monitoring"
         )
         return next(iter((found.get("status") or {}).get("conditions") or []), None)
 
     ready = eventually(condition, 30, "the HelmRelease's Ready condition")
     assert (ready["status"], ready["reason"]) == ("False", "ArtifactFailed")
-    assert "chart metallb@0.14.9 is not in the twin's chart catalogue" in ready["message"]
+    assert (
+        "chart kube-prometheus-stack@58.0.0 is not in the twin's chart catalogue"
+        in ready["message"]
+    )
     assert not client.AppsV1Api(twin.api()).list_namespaced_deployment(ns).items

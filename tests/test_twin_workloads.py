@@ -7,6 +7,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from halab.inventory import load_inventory
+from halab.render.infrastructure import gpu_plugin
+
 from twinlab import TwinLab, eventually
 
 pytestmark = pytest.mark.twin
@@ -51,26 +54,73 @@ def test_node_selector_and_inventory_labels(twin: TwinLab) -> None:
     assert "didn't match Pod's node affinity/selector" in message
 
 
-def test_resources_and_gpu(twin: TwinLab) -> None:
-    core, ns = client.CoreV1Api(twin.api()), twin.namespace()
-    gpu = {"limits": {"gpu.intel.com/i915": "1"}}
-    core.create_namespaced_pod(
-        ns,
-        pod(
-            "gpu",
-            containers=[{"name": "c", "image": "jellyfin/ffmpeg", "resources": gpu}],
-            tolerations=[
-                {"key": "gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
-            ],
-        ),
-    )
-    gpu_nodes = {
-        n.metadata.name
+GPU_TOLERATION = [{"key": "gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}]
+
+
+def gpu_allocatable(core: client.CoreV1Api, resource: str) -> dict[str, str]:
+    return {
+        n.metadata.name: (n.status.allocatable or {})[resource]
         for n in core.list_node().items
-        if "gpu.intel.com/i915" in (n.status.allocatable or {})
+        if resource in (n.status.allocatable or {})
     }
-    assert gpu_nodes == {"k3s-w3"}  # the LXC the plan passes the iGPU to
-    assert node_of(core, ns, "gpu") == "k3s-w3"
+
+
+def test_resources_and_gpu(twin: TwinLab) -> None:
+    """The GPU appears with the device plugin's pod and leaves with it; a container given
+    it sees the plugin's device nodes, which open nothing (there is no GPU here)."""
+    core, ns = client.CoreV1Api(twin.api()), twin.namespace()
+    apps = client.AppsV1Api(twin.api())
+    inv = load_inventory(twin.inventory)
+    with_gpu = {n.name: n.gpu for n in inv.nodes if n.gpu is not None}
+    assert set(with_gpu) == {"k3s-w3"}  # the LXC the plan passes the iGPU to
+    resource = with_gpu["k3s-w3"].resource_name
+    slots = str(with_gpu["k3s-w3"].shared_dev_num)
+    assert gpu_allocatable(core, resource) == {}  # no plugin, no GPU offered
+    wants = {"limits": {resource: "1"}}
+    ffmpeg = [{"name": "c", "image": "jellyfin/ffmpeg", "resources": wants}]
+    core.create_namespaced_pod(ns, pod("gpu", containers=ffmpeg, tolerations=GPU_TOLERATION))
+    assert f"Insufficient {resource}" in unschedulable_message(core, ns, "gpu")
+    (plugin,) = gpu_plugin(inv)
+    apps.create_namespaced_daemon_set("kube-system", plugin)
+    try:
+        eventually(
+            lambda: gpu_allocatable(core, resource) == {"k3s-w3": slots},
+            30,
+            f"k3s-w3 offers {slots} x {resource} while the plugin runs, and no other node does",
+        )
+        assert node_of(core, ns, "gpu", timeout=30) == "k3s-w3"
+        # The plan shares the GPU with one container at a time (-shared-dev-num=1).
+        core.delete_namespaced_pod("gpu", ns, grace_period_seconds=0)
+        ls = {
+            "name": "c",
+            "image": "busybox",
+            "command": ["sh", "-c", "ls /dev/dri; cat /dev/dri/renderD128 || echo rc=$?"],
+            "resources": wants,
+        }
+        core.create_namespaced_pod(
+            ns, pod("dri", containers=[ls], tolerations=GPU_TOLERATION, restartPolicy="Never")
+        )
+        eventually(
+            lambda: core.read_namespaced_pod("dri", ns).status.phase == "Succeeded",
+            30,
+            "the /dev/dri pod finishes",
+        )
+        out = core.read_namespaced_pod_log("dri", ns)
+        assert "card0" in out and "renderD128" in out, out
+        assert "No such device or address" in out and "rc=1" in out, out  # no driver here
+        # The plan's resource name is offered by nobody: the scheduler says so.
+        wrong = [{"name": "c", "image": "busybox", "resources": {"limits": {"intel.com/gpu": "1"}}}]
+        core.create_namespaced_pod(ns, pod("plan", containers=wrong, tolerations=GPU_TOLERATION))
+        message = unschedulable_message(core, ns, "plan")
+        assert message.startswith(f"0/{len(inv.nodes)} nodes are available:"), message
+        assert "Insufficient intel.com/gpu" in message, message
+    finally:
+        apps.delete_namespaced_daemon_set(plugin["metadata"]["name"], "kube-system")
+    eventually(
+        lambda: gpu_allocatable(core, resource) == {"k3s-w3": "0"},
+        30,
+        "the GPU is no longer allocatable once the plugin's pod is gone",
+    )
     huge = {"requests": {"cpu": "64"}}
     core.create_namespaced_pod(
         ns, pod("huge", containers=[{"name": "c", "image": "nginx", "resources": huge}])

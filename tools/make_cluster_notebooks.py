@@ -1,4 +1,4 @@
-"""Write notebooks/phase1, phase2, phase3 and phase6.ipynb (no outputs, stable cell ids).
+"""Write notebooks/phase1, phase2, phase3, phase6 and phase7.ipynb (no outputs, stable cell ids).
 
 Run after changing the cells here: python tools/make_cluster_notebooks.py
 """
@@ -320,6 +320,89 @@ PHASE6 = [
 ]
 
 
+PHASE7 = [
+    new_markdown_cell(
+        "# Phase 7: GPU workers\n"
+        "\n"
+        "The plan's *Phase 7: GPU Worker Nodes*: the GPU nodes join with their labels and"
+        " taint (the plan's `gpu=true`, `role=gpu-worker`, `gpu=true:NoSchedule` on "
+        "k3s-w3), the Intel GPU device plugin offers their GPU, a test pod asks for it "
+        "and lists `/dev/dri`, SeaweedFS gains the new nodes' volume servers, the Unraid "
+        "Docker worker's files are ready, and the gateway learns the new node (the plan's"
+        ' "UDM BGP Update: add route for w3").\n'
+        "\n"
+        "The GPU nodes, the resource names and the nodes expected are the inventory's. "
+        "The test pod asks for the resource the inventory's GPU workloads ask for: with "
+        "the plan's `intel.com/gpu` it stays Pending, and the check says why and what to "
+        "write instead."
+    ),
+    new_code_cell(PARAMS + "\nallow_disruption = False", metadata={"tags": ["parameters"]}),
+    new_code_cell(
+        "from halab import evidence\n"
+        "from halab.changes import changes_table\n"
+        "from halab.context import open_context, evidence_for\n"
+        "from halab.kube import api_client, node_table\n"
+        "from halab.phases import loadbalancer, phase7\n"
+        "\n"
+        "ctx = open_context(inventory, target=target or None, run_dir=run_dir, "
+        "allow_disruption=allow_disruption)\n"
+        'ev = evidence_for(ctx, "phase7")\n'
+        "api = api_client(ctx.target) if ctx.target else None  # None: live checks are "
+        "skipped\n"
+        "ctx.summary()"
+    ),
+    new_markdown_cell(
+        "## The GPU nodes after phase 7\n"
+        "\n"
+        "Each node the inventory gives a GPU, with the resource the Intel plugin "
+        "advertises for its driver (`gpu.intel.com/i915` or `gpu.intel.com/xe`) and how "
+        "many containers may share it (`-shared-dev-num`)."
+    ),
+    new_code_cell("phase7.scope(ctx)"),
+    new_markdown_cell(
+        "## Build: the GPU plugin and MetalLB\n"
+        "\n"
+        "Phase 7's part of `infrastructure/`: the Intel GPU plugin's DaemonSet and "
+        "MetalLB's HelmRelease, then MetalLB's pool, peer and advertisement once its CRDs"
+        " exist (Flux's `infrastructure-configs` waits for `infrastructure-controllers` "
+        "the same way). Applying is idempotent: what is already there is left as it is."
+    ),
+    new_code_cell(
+        "changes = phase7.deliver(ctx, api)\n"
+        "changes.append(phase7.wait_running(ctx, api))\n"
+        "changes_table(changes)"
+    ),
+    new_code_cell('node_table(api) if api else "no target: nothing to show"'),
+    new_markdown_cell(
+        "## Validation\n"
+        "\n"
+        "One check per line of the plan's validation, plus the build's own: the Docker "
+        "worker's compose file (validated by `docker-compose config`) and Unraid "
+        "template, MetalLB's configuration against the inventory, a LoadBalancer Service "
+        "reached from this machine, and the gateway's BGP session with each node this "
+        "phase brings."
+    ),
+    new_code_cell("found = phase7.checks(ctx, api)\nev.add(*found)\nev"),
+    new_markdown_cell(
+        "## The gateway's BGP sessions\n"
+        "\n"
+        "Read from FRR on the gateway over SSH (`vtysh -c 'show bgp summary json'`): one "
+        "session per node whose MetalLB speaker runs, and the LoadBalancer addresses it "
+        "announces. A node missing here is missing from the gateway's configuration: "
+        "upload the rendered `external/udm/frr-bgp.conf`."
+    ),
+    new_code_cell(
+        "try:\n"
+        "    sessions = loadbalancer.sessions_table(ctx)\n"
+        "except Exception as exc:  # no SSH to the gateway: say so, the checks above "
+        "already did\n"
+        '    sessions = f"the gateway\'s sessions could not be read: {exc}"\n'
+        "sessions"
+    ),
+    new_code_cell("evidence.finish(ev)"),
+]
+
+
 def write(name: str, cells: list[nbformat.NotebookNode]) -> None:
     for n, cell in enumerate(cells):
         cell["id"] = f"cell-{n:02d}"
@@ -335,3 +418,4 @@ if __name__ == "__main__":
     write("phase2", PHASE2)
     write("phase3", PHASE3)
     write("phase6", PHASE6)
+    write("phase7", PHASE7)

@@ -354,6 +354,16 @@ def _cmd_twin(args: argparse.Namespace) -> int:
         nfs = doc["nfs"]
         state = "nfs-ganesha" if nfs["up"] else "down with its host"
         print(f"  NFS {nfs['address']} on {nfs['host']} ({state}): {', '.join(nfs['exports'])}")
+    if doc.get("gateway"):
+        gw = doc["gateway"]
+        state = (
+            f"FRR bgpd, {gw['established']}/{gw['peers']} BGP sessions Established"
+            if gw["up"]
+            else "down"
+        )
+        print(f"  gateway {gw['address']} (udm): {state}")
+    if doc.get("services"):
+        print(f"  services: {doc['services']}")
     for name, guest in (doc.get("guests") or {}).items():
         word = "CT" if guest["kind"] == "lxc-privileged" else "VM"
         print(

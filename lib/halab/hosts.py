@@ -413,6 +413,9 @@ class SshHost:
                 self._jump = None
 
 
+GATEWAY = "gateway"  # the router: the inventory's network.gateway, by this name
+
+
 class Hosts:
     """Every host and node of an inventory over SSH, one reused connection each, at the
     addresses the target maps the inventory's to."""
@@ -425,13 +428,15 @@ class Hosts:
 
     def address(self, name: str) -> str:
         inv = self.inventory
+        if name == GATEWAY:
+            return str(self.target.addresses.map(inv.network.gateway))
         for host in inv.hosts:
             if host.name == name:
                 return str(self.target.addresses.map(host.address))
         for node in inv.nodes:
             if node.name == name:
                 return str(self.target.addresses.map(node.address))
-        known = [h.name for h in inv.hosts] + [n.name for n in inv.nodes]
+        known = [h.name for h in inv.hosts] + [n.name for n in inv.nodes] + [GATEWAY]
         raise HostError(f"no host or node named {name!r} in the inventory ({', '.join(known)})")
 
     def __getitem__(self, name: str) -> SshHost:

@@ -18,6 +18,7 @@ import pandas as pd
 from halab.context import Context
 from halab.evidence import Check, Status, timed
 from halab.inventory.model import Node
+from halab.phases import loadbalancer
 from halab.secrets import describe
 
 # Tools the kit drives from the controller, and the phase that first needs each.
@@ -335,22 +336,23 @@ def check_served_parts(ctx: Context) -> list[Check]:
 
     api = api_client(ctx.target)
 
-    def metallb() -> tuple[Status, str]:
-        pods = (
-            k8s.CoreV1Api(api)
-            .list_pod_for_all_namespaces(
-                label_selector="app.kubernetes.io/name=metallb", _request_timeout=10
-            )
-            .items
-        )
-        if not pods:
-            return (
+    if not loadbalancer.deployed(api):
+        checks.append(
+            Check(
+                "metallb",
+                "MetalLB assigns and announces addresses",
                 "skip",
-                "MetalLB is not deployed yet (the GitOps tree brings it; phase 7 proves it)",
+                "MetalLB is not deployed yet (the GitOps tree brings it; phase 7 delivers it)",
+                required=False,
             )
-        ready = [p for p in pods if p.status.phase == "Running"]
-        status: Status = "pass" if ready else "fail"
-        return status, f"{len(ready)}/{len(pods)} MetalLB pods running"
+        )
+    else:
+        for check in (
+            loadbalancer.check_config(ctx, api),
+            loadbalancer.check_probe_service(ctx, api),
+        ):
+            check.required = False  # phase 7 requires them; here they are a look ahead
+            checks.append(check)
 
     def coredns() -> tuple[Status, str]:
         svc = (
@@ -362,12 +364,10 @@ def check_served_parts(ctx: Context) -> list[Check]:
         )
         if not svc:
             return "skip", "no kube-dns Service yet (k3s brings CoreDNS with its first server)"
-        return "pass", f"kube-dns Service at {svc[0].spec.cluster_ip}"
+        probe = loadbalancer.check_cluster_dns(api)
+        return probe.status, f"kube-dns Service at {svc[0].spec.cluster_ip}; {probe.detail}"
 
-    checks.append(timed("metallb", "MetalLB runs", metallb, required=False))
-    checks.append(
-        timed("coredns", "Cluster DNS (CoreDNS) has its Service", coredns, required=False)
-    )
+    checks.append(timed("coredns", "Cluster DNS (CoreDNS) answers a pod", coredns, required=False))
     return checks
 
 

@@ -26,7 +26,8 @@ from halab.evidence import Check, Status, timed
 from halab.explain import explain
 from halab.inventory import Node
 from halab.kube import etcd_divergence, etcd_members, lease_holder, server_url, wait_for
-from halab.phases.cluster_checks import LiveNodes, no_target
+from halab.phases import loadbalancer
+from halab.phases.cluster_checks import LiveNodes, no_target, nothing_joins
 from halab.plan.quorum import api_available
 from halab.power import PowerSwitch
 
@@ -81,8 +82,25 @@ def checks(ctx: Context, api: Any) -> tuple[list[Check], pd.DataFrame]:
         timed("etcd-quorum", named["etcd-quorum"], etcd),
         timed(CONSISTENT, CONSISTENT_TITLE, lambda: check_consistent(ctx)),
         timed("api-via-vip", named["api-via-vip"], lambda: check_vip(ctx, api)),
+        check_gateway_sessions(ctx, api),
     ]
     return found, members[0] if members else pd.DataFrame()
+
+
+def check_gateway_sessions(ctx: Context, api: Any) -> Check:
+    """The plan's "update UDM BGP config for new node IPs": the gateway peers with the
+    nodes this phase brings, once MetalLB's speakers run (phase 7 delivers MetalLB)."""
+    joining = ctx.inventory.nodes_joining(PHASE)
+    names = ", ".join(n.name for n in joining) or "no node"
+    cid, title = f"bgp-joined-{PHASE}", f"The gateway has a BGP session with {names}"
+    if not joining:
+        return nothing_joins(cid, PHASE)
+    if ctx.inventory.network.metallb.mode != "bgp":
+        return Check(cid, title, "skip", "MetalLB runs in L2 mode: no BGP", required=False)
+    if not loadbalancer.deployed(api):
+        why = "MetalLB is not deployed yet (phase 7 delivers it): no speaker to peer with"
+        return Check(cid, title, "skip", why, required=False)
+    return loadbalancer.check_bgp_sessions(ctx, joining, cid, title)
 
 
 def check_control_plane(ctx: Context, api: Any) -> tuple[Status, str]:

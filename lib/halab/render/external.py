@@ -4,6 +4,8 @@
   worker on the Unraid host), pointed at the orchestrator's pinned LoadBalancer address;
 - proxmox/<node>.lxc.conf for each privileged LXC node (reference/k3s-ha.md §1.8);
 - <nfs host>/exports for the NFS shares;
+- udm/frr-bgp.conf, the UniFi gateway's BGP configuration (MetalLB in BGP mode): a
+  neighbour for every node, since a speaker runs on each;
 - k3s/install-<node>.sh for every node: the first server initialises the cluster, the rest
   join through the VIP; labels and taints only where k3s allows them at registration.
 Secrets are never written: the install scripts read K3S_TOKEN from the environment.
@@ -217,4 +219,47 @@ def render_external(inv: Inventory) -> dict[str, str]:
         files[f"external/k3s/install-{node.name}.sh"] = install_script(inv, node)
     if inv.storage.nfs is not None:
         files[f"external/{inv.storage.nfs.host}/exports"] = exports(inv)
+    if inv.network.metallb.mode == "bgp":
+        files["external/udm/frr-bgp.conf"] = gateway_bgp(inv)
     return files
+
+
+def gateway_bgp(inv: Inventory) -> str:
+    """The gateway's FRR configuration, as UniFi Network's BGP page takes it (an uploaded
+    FRR file): eBGP with every node's speaker, and routes accepted without route-maps."""
+    bgp = inv.network.metallb.bgp
+    assert bgp is not None
+    lines = [
+        "! halab: the UniFi gateway's BGP configuration for MetalLB (rendered from the inventory).",
+        f"! Router AS {bgp.peer_asn} at {inv.network.gateway}; the cluster's speakers are AS "
+        f"{bgp.my_asn}, one per node.",
+        "! To apply: UniFi Network > Settings > Routing > BGP, upload this file, save. Upload it",
+        "! again whenever a node is added or re-addressed. Then, on the gateway over SSH:",
+        "!   vtysh -c 'show bgp summary'   a session Established with every node below",
+        "!   vtysh -c 'show ip bgp'        a /32 for each LoadBalancer address",
+        "frr defaults traditional",
+        f"router bgp {bgp.peer_asn}",
+        f" bgp router-id {inv.network.gateway}",
+        # FRR refuses eBGP routes without a policy unless told otherwise (RFC 8212).
+        " no bgp ebgp-requires-policy",
+        " bgp log-neighbor-changes",
+        " neighbor K8S peer-group",
+        f" neighbor K8S remote-as {bgp.my_asn}",
+    ]
+    if bgp.hold_time_s:
+        # The same hold time as MetalLB's BGPPeer, keepalive a third of it as BGP suggests.
+        lines.append(f" neighbor K8S timers {max(bgp.hold_time_s // 3, 1)} {bgp.hold_time_s}")
+    for node in inv.nodes:
+        lines.append(f" neighbor {node.address} peer-group K8S")
+        lines.append(f" neighbor {node.address} description {node.name}")
+    lines += [
+        " address-family ipv4 unicast",
+        "  neighbor K8S activate",
+        "  neighbor K8S soft-reconfiguration inbound",
+        # Every node announces every address: spread traffic over all of them (ECMP).
+        f"  maximum-paths {max(len(inv.nodes), 1)}",
+        " exit-address-family",
+        "exit",
+        "",
+    ]
+    return "\n".join(lines)

@@ -136,6 +136,10 @@ def metallb_controller() -> list[Obj]:
                 },
                 "install": {"crds": "CreateReplace", "remediation": {"retries": 3}},
                 "upgrade": {"crds": "CreateReplace", "remediation": {"retries": 3}},
+                # The chart's speakers tolerate only the control-plane taints: a tainted
+                # worker (the GPU node's gpu=true:NoSchedule) would get no speaker, and the
+                # gateway no BGP session with it.
+                "values": {"speaker": {"tolerations": tolerate_all_no_schedule()}},
             },
         },
     ]

@@ -1,22 +1,24 @@
 """What a new k3s cluster has before anyone applies anything: the four namespaces, the
-`kubernetes` Service, and k3s's local-path StorageClass; and Flux's CRDs, since the kit's
-tree is meant for a cluster Flux manages. Every API server tries at start
+`kubernetes` and `kube-dns` Services, and k3s's local-path StorageClass; and Flux's CRDs,
+since the kit's tree is meant for a cluster Flux manages. Every API server tries at start
 (whoever has quorum first wins; the rest find them there)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from ipaddress import IPv4Network
 from typing import Any
 
 from halab.twin.api.server import ApiServer
+from halab.twin.api.service_ips import DNS_HOST
 from halab.twin.api.status import ApiError
 from halab.twin.images import flux
 
 log = logging.getLogger("halab.twin.bootstrap")
 
 
-def _objects() -> list[tuple[str, str, str, str | None, dict[str, Any]]]:
+def _objects(network: IPv4Network) -> list[tuple[str, str, str, str | None, dict[str, Any]]]:
     out: list[tuple[str, str, str, str | None, dict[str, Any]]] = [
         ("", "v1", "namespaces", None, {"metadata": {"name": name}})
         for name in ("default", "kube-system", "kube-public", "kube-node-lease", "flux-system")
@@ -33,8 +35,36 @@ def _objects() -> list[tuple[str, str, str, str | None, dict[str, Any]]]:
                     "labels": {"component": "apiserver", "provider": "kubernetes"},
                 },
                 "spec": {
-                    "clusterIP": "10.43.0.1",
+                    "clusterIP": str(network.network_address + 1),
                     "ports": [{"name": "https", "port": 443, "targetPort": 6443}],
+                },
+            },
+        )
+    )
+    # k3s's CoreDNS Service (its pods are the twin's cluster DNS, dns.py, on this address).
+    out.append(
+        (
+            "",
+            "v1",
+            "services",
+            "kube-system",
+            {
+                "metadata": {
+                    "name": "kube-dns",
+                    "labels": {
+                        "k8s-app": "kube-dns",
+                        "kubernetes.io/name": "CoreDNS",
+                        "kubernetes.io/cluster-service": "true",
+                    },
+                },
+                "spec": {
+                    "clusterIP": str(network.network_address + DNS_HOST),
+                    "selector": {"k8s-app": "kube-dns"},
+                    "ports": [
+                        {"name": "dns", "port": 53, "protocol": "UDP"},
+                        {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+                        {"name": "metrics", "port": 9153, "protocol": "TCP"},
+                    ],
                 },
             },
         )
@@ -65,7 +95,7 @@ def _objects() -> list[tuple[str, str, str, str | None, dict[str, Any]]]:
 
 
 async def bootstrap(api: ApiServer) -> None:
-    pending = _objects()
+    pending = _objects(api.objects.service_ips.network)
     while pending:
         group, version, plural, ns, body = pending[0]
         try:

@@ -4,8 +4,8 @@ Every host process serves it on the same address (127.<pod octet>.0.10:53, SO_RE
 so it lives while any host does, as a CoreDNS with a replica per host would. Answers come
 from the host's own watch of Services and Endpoints:
 - `<svc>.<ns>.svc.cluster.local`: a headless Service's endpoint addresses; a ClusterIP
-  Service's ready endpoint addresses as well, because the twin's ClusterIPs (10.43.x.y)
-  are not on this machine and a pod must never be handed an address off loopback;
+  Service's ClusterIP, where kube_proxy.py listens (one from before the twin's ClusterIPs
+  moved to loopback answers with its endpoints: a pod is never handed an address off it);
 - `<hostname>.<svc>.<ns>.svc.cluster.local`: a StatefulSet pod through its headless Service;
 - anything else: NXDOMAIN. Nothing is ever forwarded off this machine.
 """
@@ -72,7 +72,10 @@ class Records:
         service = self.services.items.get((ns, svc))
         if service is None:
             return None
-        headless = service.get("spec", {}).get("clusterIP") == "None"
+        cluster_ip = str(service.get("spec", {}).get("clusterIP") or "")
+        headless = cluster_ip == "None"
+        if not headless and hostname is None and cluster_ip and IPv4Address(cluster_ip).is_loopback:
+            return [cluster_ip]  # the twin's kube-proxy forwards it to a ready endpoint
         found: list[str] = []
         endpoints = self.endpoints.items.get((ns, svc)) or {}
         for subset in endpoints.get("subsets") or []:

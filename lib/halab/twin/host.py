@@ -19,6 +19,7 @@ import contextlib
 import logging
 import signal
 import subprocess
+from collections.abc import Callable
 from ipaddress import IPv4Network
 from pathlib import Path
 
@@ -31,14 +32,19 @@ from halab.twin.api.admission import Tolerations
 from halab.twin.api.server import ApiServer
 from halab.twin.api.store import Store
 from halab.twin.bootstrap import bootstrap
-from halab.twin.client import Client
+from halab.twin.client import Client, Informer, path
 from halab.twin.controllers.leader import LeaderElector, Timings
 from halab.twin.controllers.manager import Manager, Settings
 from halab.twin.dns import ClusterDns, dns_address
 from halab.twin.docker_engine import DockerEngine
 from halab.twin.etcd import member_command
+from halab.twin.gateway import GATEWAY, start_bgpd
+from halab.twin.gateway import RENDERED as RENDERED_BGP
+from halab.twin.gateway import twin_config as gateway_config
 from halab.twin.guests import Guests
 from halab.twin.host_control import HostControl
+from halab.twin.images import metallb
+from halab.twin.kube_proxy import KubeProxy
 from halab.twin.kubelet.agent import Kubelet
 from halab.twin.kubelet.nfs import twin_mapper
 from halab.twin.kubelet.node import KUBELET_PORT
@@ -47,6 +53,7 @@ from halab.twin.nfs_server import NfsServerSpec, file_exports
 from halab.twin.nfs_server import reload as reload_nfs
 from halab.twin.nfs_server import spec_for as nfs_spec
 from halab.twin.nfs_server import start as start_nfs
+from halab.twin.speaker import Speaker
 from halab.twin.ssh_world import Machine, has_docker, start_sshd, world_path
 from halab.twin.ssh_world import facts_for as ssh_facts
 from halab.twin.ssh_world import machines as ssh_machines
@@ -83,11 +90,14 @@ class Host:
         self.tasks: list[asyncio.Task[None]] = []
         self.clients: list[Client] = []
         self.sshd: list[subprocess.Popen[bytes]] = []
+        self.bgpd: list[subprocess.Popen[bytes]] = []
         self.guests: Guests | None = None
         self.control: HostControl | None = None
         self.nfs_spec: NfsServerSpec | None = None
         self.docker: DockerEngine | None = None
         self._served_exports = ""
+        self.proxy: KubeProxy | None = None
+        self.kubelets: dict[str, Kubelet] = {}
 
     @property
     def root(self) -> Path:
@@ -108,6 +118,9 @@ class Host:
     async def run(self) -> None:
         if self.only_node is not None:
             await self._run_guest(self.only_node)
+            return
+        if self.name == GATEWAY:
+            await self._run_gateway()
             return
         self.host_dir.mkdir(parents=True, exist_ok=True)
         here = [n for n in self.inv.nodes if n.host == self.name]
@@ -167,7 +180,22 @@ class Host:
             if machine.name == node_name:
                 self._sshd(machine, self.node_root(node), None)
         await self._node_parts(node)
+        self._node_ports(node_name)
         await asyncio.gather(*self.tasks, asyncio.get_running_loop().create_future())
+
+    async def _run_gateway(self) -> None:
+        """The home gateway: the real bgpd with the rendered BGP configuration, and sshd."""
+        router = self.topology.gateway
+        assert router is not None
+        frr = self.host_dir / "frr"
+        (self.host_dir / "control").mkdir(parents=True, exist_ok=True)  # sessions bind it
+        rendered = (frr / RENDERED_BGP).read_text()  # written by the supervisor
+        config = gateway_config(rendered, self._address_map(), str(router))
+        self.bgpd.append(start_bgpd(frr, config, str(router)))
+        log.info("bgpd on %s with the rendered BGP configuration", router)
+        for machine in self._machines(guest=False):
+            self._sshd(machine, None, None)
+        await asyncio.get_running_loop().create_future()
 
     def _machines(self, guest: bool) -> list[Machine]:
         return [
@@ -252,6 +280,52 @@ class Host:
         self.clients.append(client)
         server = ClusterDns(client, dns_address(self.topology.pod_octet))
         self.tasks.append(asyncio.create_task(server.run()))
+        # kube-proxy on the same watches: every ClusterIP here, NodePorts on the host's own
+        # bare-metal nodes (a guest's come from its own process).
+        bare = [str(self.topology.nodes[n.name]) for n in self._bare_nodes()]
+        self.proxy = KubeProxy(server.services, server.endpoints, bare, cluster_ips=True)
+        self.tasks.append(asyncio.create_task(self.proxy.run()))
+        for node in self._bare_nodes():
+            self._speaker(node.name, client)
+
+    def _address_map(self) -> Callable[[str], str | None]:
+        """Home-network addresses onto the twin's, as every twin address is mapped."""
+        return twin_mapper(
+            self.inv.network.subnet.network_address,
+            self.inv.network.subnet.prefixlen,
+            self.topology.network.network_address,
+        )
+
+    def _bare_nodes(self) -> list[InventoryNode]:
+        return [n for n in self.inv.nodes if n.host == self.name and n.kind == "bare-metal"]
+
+    def _node_ports(self, node_name: str) -> None:
+        """A guest's kube-proxy: its node's NodePorts, from watches of its own."""
+        client = Client(self.server_addresses())
+        self.clients.append(client)
+        services = Informer(client, path("v1", "services"))
+        endpoints = Informer(client, path("v1", "endpoints"))
+        address = str(self.topology.nodes[node_name])
+        self.proxy = KubeProxy(services, endpoints, [address], cluster_ips=False)
+        for work in (services.run(), endpoints.run(), self.proxy.run()):
+            self.tasks.append(asyncio.create_task(work))
+        self._speaker(node_name, client)
+
+    def _speaker(self, node_name: str, client: Client) -> None:
+        """MetalLB's speaker for the node, acting while its pod runs there."""
+        kubelet, proxy = self.kubelets.get(node_name), self.proxy
+        if kubelet is None or proxy is None:
+            return
+        speaker = Speaker(
+            client,
+            node_name,
+            str(self.topology.nodes[node_name]),
+            lambda: kubelet.running(metallb.is_speaker),
+            proxy,
+            self.host_dir / "speaker" / node_name,
+            self._address_map(),
+        )
+        self.tasks.append(asyncio.create_task(speaker.run()))
 
     async def _control_plane(self, node_name: str) -> None:
         address = str(self.topology.nodes[node_name])
@@ -263,6 +337,7 @@ class Host:
             self.inv.cluster.kubernetes_version,
             self.inv.cluster.k3s_version,
             f"{address}:{API_PORT}",
+            self.topology.service_network,
         )
         # A watch whose client went away ends at once (as with Go's request contexts),
         # rather than holding its subscription or etcd watch until its next event.
@@ -290,6 +365,7 @@ class Host:
                 self.timings.node_monitor_period,
                 node_name,
                 self.timings.force_detach,
+                self._address_map(),
             )
             manager_task.append(asyncio.create_task(Manager(local, settings).run()))
 
@@ -327,11 +403,7 @@ class Host:
             self.dir,
             self.timings.kubelet_heartbeat,
             self.topology.pod_octet,
-            twin_mapper(
-                self.inv.network.subnet.network_address,
-                self.inv.network.subnet.prefixlen,
-                self.topology.network.network_address,
-            ),
+            self._address_map(),
         )
         runner = web.AppRunner(
             kubelet_app(kubelet.log_file), access_log=None, handler_cancellation=True
@@ -339,6 +411,7 @@ class Host:
         await runner.setup()
         await web.TCPSite(runner, str(address), KUBELET_PORT, reuse_address=True).start()
         self.runners.append(runner)
+        self.kubelets[node_name] = kubelet
         self.tasks.append(asyncio.create_task(kubelet.run()))
 
     async def stop(self) -> None:
@@ -356,9 +429,9 @@ class Host:
             await client.close()
         for runner in self.runners:
             await runner.cleanup()
-        for proc in self.etcd + self.nfs + self.sshd:
+        for proc in self.etcd + self.nfs + self.sshd + self.bgpd:
             proc.terminate()
-        for proc in self.etcd + self.nfs + self.sshd:
+        for proc in self.etcd + self.nfs + self.sshd + self.bgpd:
             try:
                 proc.wait(5)
             except subprocess.TimeoutExpired:

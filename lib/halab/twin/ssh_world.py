@@ -28,6 +28,8 @@ from typing import Any
 from halab.inventory import Inventory
 from halab.inventory.model import Host as InventoryHost
 from halab.inventory.model import Node
+from halab.twin.devices import device_nodes
+from halab.twin.gateway import GATEWAY, vty_dir
 from halab.twin.guests import guest_ids
 from halab.twin.topology import twin_address
 
@@ -66,6 +68,13 @@ HOST_OS = {
         "VERSION_ID": "12",
         "ID": "debian",
     },
+}
+GATEWAY_OS = {
+    "PRETTY_NAME": "UniFi OS 4",
+    "NAME": "UniFi OS",
+    "VERSION_ID": "4",
+    "ID": "unifi",
+    "ID_LIKE": "debian",
 }
 CODENAMES = {"22.04": "jammy", "24.04": "noble", "20.04": "focal", "12": "bookworm"}
 
@@ -115,6 +124,16 @@ def machines(inv: Inventory, directory: Path, network: IPv4Network) -> list[Mach
                 host.name,
                 str(twin_address(host.address, network)),
                 directory / "hosts" / host.name / "ssh",
+                guest=False,
+            )
+        )
+    if inv.network.metallb.mode == "bgp":  # the gateway is a BGP router: gateway.py
+        out.append(
+            Machine(
+                GATEWAY,
+                GATEWAY,
+                str(twin_address(inv.network.gateway, network)),
+                directory / "hosts" / GATEWAY / "ssh",
                 guest=False,
             )
         )
@@ -184,6 +203,8 @@ def _disks(node: Node | None) -> list[dict[str, Any]]:
 def facts_for(inv: Inventory, machine: Machine, network: IPv4Network) -> dict[str, Any]:
     """What the machine's commands report; `from_inventory` names the facts this machine
     cannot provide and the twin takes from the inventory instead."""
+    if machine.name == GATEWAY:
+        return gateway_facts(machine, network)
     host = inv.host(machine.host)
     node = (
         next(n for n in inv.nodes if n.name == machine.name)
@@ -242,6 +263,35 @@ def facts_for(inv: Inventory, machine: Machine, network: IPv4Network) -> dict[st
     }
 
 
+def gateway_facts(machine: Machine, network: IPv4Network) -> dict[str, Any]:
+    """The gateway: a UniFi OS router running FRR; the inventory describes nothing of it
+    but its address, so the rest is the twin's word."""
+    return {
+        "name": machine.name,
+        "host": machine.host,
+        "host_kind": "gateway",
+        "guest": False,
+        "node": None,
+        "node_kind": None,
+        "k3s_role": None,
+        "k3s_version": None,
+        "arch": "aarch64",  # UniFi OS gateways are ARM64
+        "cpu": None,
+        "memory_bytes": None,
+        "disks": [],
+        "address": machine.address,
+        "prefixlen": network.prefixlen,
+        "gpu": False,
+        "os_release": GATEWAY_OS,
+        "services": ["ssh", "sshd", "frr", "bgpd"],
+        "hypervisor": None,
+        "nfs": False,
+        "docker": False,
+        "gateway": True,
+        "from_inventory": ["address only: OS, arch and size are the twin's (a UniFi gateway)"],
+    }
+
+
 def _os_release(fields: dict[str, str]) -> str:
     return "".join(f'{k}="{v}"\n' for k, v in fields.items() if v)
 
@@ -277,6 +327,8 @@ def shim_names(facts: dict[str, Any]) -> list[str]:
 
 def has_docker(inv: Inventory, host: str) -> bool:
     """Unraid runs Docker; so does any host the inventory gives a Docker app."""
+    if host not in {h.name for h in inv.hosts}:
+        return False  # the gateway
     return inv.host(host).kind == "unraid" or any(
         a.kind == "docker" and a.host == host for a in inv.apps
     )
@@ -331,7 +383,7 @@ def build_world(
         wrapper.chmod(0o755)
     dri = world / "dri"
     if facts["gpu"]:
-        _device_nodes(dri)
+        device_nodes(dri)
     disk_mnt = disk / "mnt"
     disk_mnt.mkdir(parents=True, exist_ok=True)
     home = os.path.expanduser("~")
@@ -355,6 +407,11 @@ def build_world(
             bwrap += ["--ro-bind", path, path]
     if facts["gpu"]:
         bwrap += ["--dev-bind", str(dri), "/dev/dri"]
+    if facts.get("gateway"):
+        # bgpd's vty sockets where FRR keeps them, so the real vtysh finds them.
+        frr_run = vty_dir(world.parent / "frr")
+        frr_run.mkdir(parents=True, exist_ok=True)
+        bwrap += ["--bind", str(frr_run), "/run/frr"]
     bwrap += [
         "--unshare-uts", "--hostname", machine.name, "--unshare-pid", "--die-with-parent",
         "--setenv", "PATH", f"/run/halab/bin:{SYSTEM_PATH}",
@@ -380,21 +437,6 @@ def _sh_quote(text: str) -> str:
     if text and all(c.isalnum() or c in "/._-:=+," for c in text):
         return text
     return "'" + text.replace("'", "'\\''") + "'"
-
-
-def _device_nodes(dri: Path) -> None:
-    """card0 and renderD128 as character devices of the i915's major number: present, as
-    the plugin and the plan's checks look for them, but with no driver behind them, so
-    opening one fails (ENXIO) exactly as on a machine without the GPU."""
-    dri.mkdir(parents=True, exist_ok=True)
-    for name, minor in (("card0", 0), ("renderD128", 128)):
-        path = dri / name
-        if path.exists():
-            continue
-        try:
-            os.mknod(path, 0o660 | 0o020000, os.makedev(226, minor))
-        except PermissionError:
-            path.touch()  # not root: a plain file, which opens but is no device
 
 
 @dataclass(frozen=True)
@@ -444,7 +486,7 @@ def prepare(inv: Inventory, directory: Path, network: IPv4Network) -> SshFiles:
         kind, key = files.host_key(machine.name).with_suffix(".pub").read_text().split()[:2]
         where = machine.address if port == 22 else f"[{machine.address}]:{port}"
         known.append(f"{where} {kind} {key}\n")
-        names = [machine.name]
+        names = [machine.name, *(["gateway"] if machine.name == GATEWAY else [])]
         names += [
             n.name
             for n in inv.nodes

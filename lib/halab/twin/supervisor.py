@@ -23,6 +23,8 @@ from typing import Any
 from halab.errors import StepError
 from halab.inventory import Inventory, load_inventory
 from halab.twin.etcd import EtcdClient, EtcdError
+from halab.twin.gateway import GATEWAY, vty_dir
+from halab.twin.gateway import RENDERED as RENDERED_BGP
 from halab.twin.guests import descendants, kill_sandboxes, sandboxes_under
 from halab.twin.host_control import query as query_control
 from halab.twin.nfs_server import MOUNT_PORT, NFS_PORT
@@ -324,11 +326,21 @@ def up(
         nfs_dir = paths.dir / "hosts" / inv.storage.nfs.host / "nfs"
         nfs_dir.mkdir(parents=True, exist_ok=True)
         (nfs_dir / "exports.rendered").write_text(external.exports(inv))
-    for host in inv.hosts:
-        if host.name in alive:
+    names = [h.name for h in inv.hosts]
+    if topology.gateway is not None:
+        from halab.render import external
+
+        # The gateway loads what the kit renders for it (its own process would spend
+        # seconds importing the renderer).
+        frr_dir = paths.dir / "hosts" / GATEWAY / "frr"
+        frr_dir.mkdir(parents=True, exist_ok=True)
+        (frr_dir / RENDERED_BGP).write_text(external.gateway_bgp(inv))
+        names.append(GATEWAY)
+    for name in names:
+        if name in alive:
             continue
-        state["hosts"][host.name] = {
-            "pid": _start_host(paths, inventory.resolve(), host.name, network),
+        state["hosts"][name] = {
+            "pid": _start_host(paths, inventory.resolve(), name, network),
             "state": "up",
         }
     _write_state(paths, state)
@@ -518,6 +530,25 @@ def recover(directory: Path, host: str) -> None:
     _write_state(paths, state)
 
 
+def _gateway_status(paths: TwinPaths, address: str, up: bool) -> dict[str, Any]:
+    """The gateway's real FRR: its BGP sessions, as `vtysh` on the gateway shows them."""
+    found: dict[str, Any] = {"address": address, "up": up, "established": 0, "peers": 0}
+    if not up:
+        return found
+    vty = vty_dir(paths.dir / "hosts" / GATEWAY / "frr")
+    with contextlib.suppress(OSError, ValueError, subprocess.SubprocessError):
+        done = subprocess.run(
+            ["vtysh", "--vty_socket", str(vty), "-c", "show bgp summary json"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        peers = json.loads(done.stdout or "{}").get("ipv4Unicast", {}).get("peers", {})
+        found["peers"] = len(peers)
+        found["established"] = sum(1 for p in peers.values() if p.get("state") == "Established")
+    return found
+
+
 def status(directory: Path) -> dict[str, Any]:
     paths = TwinPaths(directory)
     state = read_state(paths)
@@ -580,6 +611,13 @@ def status(directory: Path) -> dict[str, Any]:
                     for c in rows
                 }
             )  # fmt: skip
+    out["services"] = (
+        f"ClusterIPs on {topology.service_network} (k3s: 10.43.0.0/16), where the twin's "
+        "kube-proxy listens; MetalLB's pools and requested addresses moved onto "
+        f"{topology.network} by their last octet"
+    )
+    if topology.gateway is not None:
+        out["gateway"] = _gateway_status(paths, str(topology.gateway), GATEWAY in alive)
     endpoints = [m.client_url for m in topology.etcd if m.host in alive]
     out["etcd"] = {
         "members": [m.name for m in topology.etcd],

@@ -55,6 +55,8 @@ def _check_last_octets(inv: Inventory) -> None:
     named = [(f"hosts.{h.name}", h.address) for h in inv.hosts]
     named += [(f"nodes.{n.name}", n.address) for n in inv.nodes]
     named.append(("network.vip", inv.network.vip))
+    if inv.network.metallb.mode == "bgp":  # the gateway is a twin host then (gateway.py)
+        named.append(("network.gateway", inv.network.gateway))
     for where, address in named:
         octet = int(address) & 0xFF
         if octet in seen and owner[octet] != address:  # a bare-metal node has its host's
@@ -97,11 +99,18 @@ class TwinTopology:
     nodes: dict[str, IPv4Address]
     etcd: list[EtcdSpec] = field(default_factory=list)
     network: IPv4Network = TWIN_NETWORK
+    gateway: IPv4Address | None = None  # the BGP router, when MetalLB speaks BGP
 
     @property
     def pod_octet(self) -> int:
         """The second number of the pods' addresses: 127.<this>.<node octet>.<n>."""
         return self.network.network_address.packed[1] - POD_OCTET_OFFSET
+
+    @property
+    def service_network(self) -> IPv4Network:
+        """The twin's ClusterIPs (k3s: 10.43.0.0/16): on loopback, beside the pods, so the
+        twin's kube-proxy can listen on them; the cluster DNS keeps .10 as kube-dns does."""
+        return IPv4Network(f"127.{self.pod_octet}.0.0/24")
 
     @classmethod
     def from_inventory(
@@ -125,6 +134,9 @@ class TwinTopology:
             nodes={n.name: twin_address(n.address, network) for n in inv.nodes},
             etcd=etcd,
             network=network,
+            gateway=twin_address(inv.network.gateway, network)
+            if inv.network.metallb.mode == "bgp"
+            else None,
         )
 
     @property

@@ -361,11 +361,9 @@ def _service_defaults(obj: dict[str, Any], _t: Tolerations) -> None:
     spec.setdefault("ipFamilies", ["IPv4"])
     spec.setdefault("ipFamilyPolicy", "SingleStack")
     spec.setdefault("internalTrafficPolicy", "Cluster")
-    if spec.get("clusterIP") != "None":
-        # k3s's default service CIDR; these addresses are data, nothing connects to them.
-        ip = spec.get("clusterIP") or f"10.43.{random.randint(0, 255)}.{random.randint(1, 254)}"
-        spec["clusterIP"] = ip
-        spec["clusterIPs"] = [ip]
+    if spec.get("clusterIP") == "None":
+        spec["clusterIPs"] = ["None"]
+    # Otherwise the ClusterIP is allocated when the Service is stored (service_ips.py).
     for port in spec.get("ports") or []:
         port.setdefault("protocol", "TCP")
         port.setdefault("targetPort", port.get("port"))

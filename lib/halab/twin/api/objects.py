@@ -12,11 +12,13 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Network
 from typing import Any
 
 from halab.twin.api import admission
 from halab.twin.api.resources import Registry, Resource
 from halab.twin.api.selectors import Matcher
+from halab.twin.api.service_ips import ServiceIps, keep_allocated
 from halab.twin.api.status import ApiError, already_exists, bad_request, conflict, not_found
 from halab.twin.api.store import Store, Stored
 
@@ -68,11 +70,18 @@ def _keep_identity(new: dict[str, Any], old: dict[str, Any]) -> None:
 
 class Objects:
     def __init__(
-        self, store: Store, registry: Registry, tolerations: admission.Tolerations
+        self,
+        store: Store,
+        registry: Registry,
+        tolerations: admission.Tolerations,
+        service_network: IPv4Network,
     ) -> None:
         self.store = store
         self.registry = registry
         self.tolerations = tolerations
+        services = registry.find("", "v1", "services")
+        assert services is not None
+        self.service_ips = ServiceIps(store, service_network, services.key)
         self._tasks: set[asyncio.Task[None]] = set()
         self.namespaces: dict[str, bool] = {}  # name -> terminating, kept by the server
 
@@ -129,8 +138,15 @@ class Objects:
         if dry_run:
             return obj
         name = obj["metadata"]["name"]
-        stored = await self.store.create(res.key(obj["metadata"].get("namespace"), name), obj)
+        key = res.key(obj["metadata"].get("namespace"), name)
+        if res.kind == "Service":
+            if await self.store.get(key) is not None:  # before claiming an address for it
+                raise already_exists(res.plural, res.group, name)
+            await self.service_ips.allocate(obj)
+        stored = await self.store.create(key, obj)
         if stored is None:
+            if res.kind == "Service":
+                await self.service_ips.release(obj)
             raise already_exists(res.plural, res.group, name)
         return stored.obj
 
@@ -220,6 +236,8 @@ class Objects:
         elif sub != "binding":  # a binding sets spec.nodeName and the PodScheduled condition
             _strip_status(res, new, old)
         _keep_identity(new, old)
+        if res.kind == "Service" and sub is None:
+            keep_allocated(new, old)
         admission.template_defaults_on_update(res, new)
         admission.validate(res, new)
         meta = new["metadata"]
@@ -265,6 +283,8 @@ class Objects:
         rev = await self.store.delete(current.key, current.revision)
         if rev is None:
             raise conflict(res.plural, res.group, current.obj["metadata"].get("name", ""))
+        if res.kind == "Service":
+            await self.service_ips.release(current.obj)
         return rev
 
     async def _empty_namespace(self, ns: str) -> bool:

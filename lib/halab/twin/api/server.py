@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from ipaddress import IPv4Network
 from typing import Any
 
 import aiohttp
@@ -75,9 +76,10 @@ class ApiServer:
         kubernetes_version: str,
         k3s_version: str,
         advertise: str,
+        service_network: IPv4Network,
     ) -> None:
         self.registry = Registry.builtin()
-        self.objects = Objects(store, self.registry, tolerations)
+        self.objects = Objects(store, self.registry, tolerations, service_network)
         self.store = store
         self.watches = WatchCache(store)
         self.version = discovery.version_info(kubernetes_version, k3s_version)

@@ -48,6 +48,9 @@ class Settings:
     node_monitor_period: float  # --node-monitor-period
     identity: str
     force_detach: float = 360.0  # maxWaitForUnmountDuration
+    # The twin's map of a home-network address onto its own (MetalLB's pools); None
+    # for an address it cannot reach.
+    address_map: Callable[[str], str | None] = lambda address: address
 
 
 Reconcile = Callable[["Manager"], Awaitable[None]]
@@ -77,6 +80,7 @@ class Manager:
         from halab.twin.controllers import (
             csi,
             gc,
+            metallb,
             nodelifecycle,
             scheduler,
             services,
@@ -95,6 +99,7 @@ class Manager:
             ("daemonset", statefulsets.reconcile_daemonsets),
             ("job", workloads.reconcile_jobs),
             ("endpoints", services.reconcile),
+            ("metallb-controller", metallb.reconcile),
             ("volumes", volumes.reconcile),
             ("csi-provisioner", csi.provision),
             ("attach-detach", csi.attach_detach),

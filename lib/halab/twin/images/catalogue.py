@@ -4,6 +4,9 @@
 - SeaweedFS: the real `weed` binary with the image's entrypoint behaviour (seaweedfs.py);
 - the SeaweedFS CSI driver's images: placeholders whose work the twin's controllers and
   kubelet do while they run (seaweed_csi.py);
+- Intel's GPU device plugin: a placeholder while the kubelet advertises the inventory's
+  GPU (intel_gpu_plugin.py);
+- MetalLB's controller and speaker: placeholders whose work the twin does (metallb.py);
 - anything else: a placeholder that listens on the container's ports (runtime.py).
 Stand-ins for images this machine has no program for come here as they are built.
 """
@@ -14,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from halab.twin.images import seaweed_csi, seaweedfs
+from halab.twin.images import intel_gpu_plugin, metallb, seaweed_csi, seaweedfs
 
 PLAIN_IMAGES = ("busybox", "alpine", "debian", "ubuntu")
 Kind = Literal["process", "placeholder"]
@@ -60,7 +63,9 @@ def program_for(container: dict[str, Any]) -> Program:
             # A shell in the image finds weed where the image has it on PATH.
             path=(seaweedfs.BINARY_IN_SANDBOX.rsplit("/", 1)[0],),
         )
-    if stand_in := seaweed_csi.describe(image):
+    if intel_gpu_plugin.is_gpu_plugin(image):
+        return Program("placeholder", runs=intel_gpu_plugin.RUNS)
+    if stand_in := seaweed_csi.describe(image) or metallb.describe(image):
         return Program("placeholder", runs=stand_in)
     return Program("placeholder", runs=f"placeholder ({image})")
 

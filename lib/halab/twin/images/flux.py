@@ -3,7 +3,8 @@ helm-controller that installs the charts the twin has a copy of.
 
 The twin fetches nothing (tests and the twin reach only loopback), so a HelmRepository is
 never downloaded: it is marked Ready with a message saying so, and a HelmRelease of a
-chart in the twin's chart catalogue (today: the SeaweedFS CSI driver, images/seaweed_csi.py)
+chart in the twin's chart catalogue (the SeaweedFS CSI driver, images/seaweed_csi.py, and
+MetalLB, images/metallb.py)
 gets that chart's objects. Any other chart is not installed, and its HelmRelease says so in
 its Ready condition rather than pretending.
 
@@ -22,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from halab.twin.api.admission import now
 from halab.twin.client import ClientError, path
-from halab.twin.images import seaweed_csi
+from halab.twin.images import metallb, seaweed_csi
+from halab.twin.images.crds import crd
 
 if TYPE_CHECKING:
     from halab.twin.controllers.manager import Manager
@@ -32,6 +34,7 @@ HASH = "halab.twin/chart-values-hash"
 # Charts the twin can install: name -> (version, objects for release, namespace, values).
 CHARTS: dict[str, tuple[str, Callable[[str, str, dict[str, Any]], list[dict[str, Any]]]]] = {
     seaweed_csi.CHART: (seaweed_csi.CHART_VERSION, seaweed_csi.chart_objects),
+    metallb.CHART: (metallb.CHART_VERSION, metallb.chart_objects),
 }
 PLURALS = {
     "ServiceAccount": ("v1", "serviceaccounts", True),
@@ -39,48 +42,21 @@ PLURALS = {
     "StorageClass": ("storage.k8s.io/v1", "storageclasses", False),
     "Deployment": ("apps/v1", "deployments", True),
     "DaemonSet": ("apps/v1", "daemonsets", True),
+    "CustomResourceDefinition": (
+        "apiextensions.k8s.io/v1",
+        "customresourcedefinitions",
+        False,
+    ),
 }
 # HelmRelease uid -> the generation and values last installed: as helm-controller, install
 # or upgrade when the release changes, not on every pass.
 _installed: dict[str, str] = {}
 
 
-def _crd(group: str, version: str, kind: str, plural: str, short: list[str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{group}", "labels": {"app.kubernetes.io/part-of": "flux"}},
-        "spec": {
-            "group": group,
-            "scope": "Namespaced",
-            "names": {
-                "kind": kind,
-                "plural": plural,
-                "singular": kind.lower(),
-                "shortNames": short,
-            },
-            "versions": [
-                {
-                    "name": version,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": True,
-                        }
-                    },
-                }
-            ],
-        },
-    }
-
-
 def crds() -> list[dict[str, Any]]:
     return [
-        _crd(SOURCE_GROUP, "v1", "HelmRepository", "helmrepositories", ["helmrepo"]),
-        _crd(HELM_GROUP, "v2", "HelmRelease", "helmreleases", ["hr"]),
+        crd(SOURCE_GROUP, "v1", "HelmRepository", "helmrepositories", ["helmrepo"]),
+        crd(HELM_GROUP, "v2", "HelmRelease", "helmreleases", ["hr"]),
     ]
 
 

@@ -18,8 +18,10 @@ from halab.inventory.model import Node as InventoryNode
 from halab.twin.api.admission import now
 from halab.twin.client import Client, ClientError, Informer, path
 from halab.twin.controllers.leader import micro_time
+from halab.twin.devices import device_nodes
 from halab.twin.dns import dns_address, resolv_conf
 from halab.twin.events import event_body
+from halab.twin.images import intel_gpu_plugin
 from halab.twin.images.catalogue import program_for
 from halab.twin.kubelet import runtime
 from halab.twin.kubelet.csi import CsiNode, MountPending
@@ -44,6 +46,9 @@ class PodState:
     poked: asyncio.Event = field(default_factory=asyncio.Event)  # the pod object changed
     next_probe: dict[str, float] = field(default_factory=dict)  # container -> when
     init: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (exit, restarts)
+    device_plugins: dict[str, int] = field(default_factory=dict)  # container -> GPU slots
+    images: dict[str, str] = field(default_factory=dict)  # container -> image
+    namespace: str = ""
 
 
 class Kubelet:
@@ -78,6 +83,7 @@ class Kubelet:
             client, path("v1", "pods"), {"fieldSelector": f"spec.nodeName={node.name}"}
         )
         self._wake = asyncio.Event()
+        self._devices_changed = asyncio.Event()
         # Pod addresses go round the node's range as CNI's host-local IPAM does, from the
         # last one handed out (kept on the node's disk): a node that reboots does not give
         # its new pods the addresses its old ones had, which peers may still have cached.
@@ -90,7 +96,7 @@ class Kubelet:
     # -- node -----------------------------------------------------------------------------
 
     async def register(self) -> None:
-        body = node_object(self.node, self.address, self.k3s_version, self.gpu_resource)
+        body = node_object(self.node, self.address, self.k3s_version)
         url = path("v1", "nodes", None, self.name)
         while True:
             try:
@@ -180,6 +186,64 @@ class Kubelet:
         node.setdefault("status", {})["conditions"] = conditions(True)
         await self.client.update(url, node)
 
+    # -- device plugins -------------------------------------------------------------------
+
+    def _gpu_slots(self) -> int:
+        """The slots the GPU plugin offers while one of its containers runs here."""
+        return max(
+            (
+                slots
+                for state in self.pods.values()
+                for name, slots in state.device_plugins.items()
+                if name in state.containers and not state.containers[name].done.is_set()
+            ),
+            default=0,
+        )
+
+    def running(self, image: Callable[[str], bool]) -> list[str]:
+        """The namespaces of this node's pods with a running container of such an image."""
+        return [
+            state.namespace
+            for state in list(self.pods.values())
+            for name, running in state.containers.items()
+            if not running.done.is_set() and image(state.images.get(name, ""))
+        ]
+
+    async def _device_plugin_loop(self) -> None:
+        """Advertise the GPU while the plugin runs, as its registration with the kubelet
+        does; when it stops, allocatable drops to 0 and capacity keeps the devices (the
+        kubelet's device manager marks them unhealthy). Only on a node the inventory gives
+        a GPU: elsewhere the real plugin finds no card and advertises nothing."""
+        if self.gpu_resource is None or self.node.gpu is None:
+            return
+        advertised: int | None = None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._devices_changed.wait(), 0.5)
+            self._devices_changed.clear()
+            slots = self._gpu_slots()
+            if advertised is None and slots == 0:
+                continue
+            if slots == advertised:
+                continue
+            try:
+                await self._advertise(self.gpu_resource, slots)
+                advertised = slots
+                log.info("%s: %s allocatable %d", self.name, self.gpu_resource, slots)
+            except ClientError as exc:
+                log.debug(
+                    "%s: advertising %s failed, retrying: %s", self.name, self.gpu_resource, exc
+                )
+
+    async def _advertise(self, resource: str, slots: int) -> None:
+        node = await self.client.get(path("v1", "nodes", None, self.name))
+        status = node.setdefault("status", {})
+        capacity = status.setdefault("capacity", {})
+        if slots:
+            capacity[resource] = str(slots)
+        status.setdefault("allocatable", {})[resource] = str(slots)
+        await self.client.update(path("v1", "nodes", None, self.name, "status"), node)
+
     # -- pods -----------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -188,6 +252,7 @@ class Kubelet:
         tasks = [
             asyncio.create_task(self.heartbeat_loop()),
             asyncio.create_task(self.informer.run()),
+            asyncio.create_task(self._device_plugin_loop()),
         ]
         try:
             while True:
@@ -438,6 +503,11 @@ class Kubelet:
         log_path = pod_dir / "logs" / f"{c['name']}.log"
         running = await self._launch(state, pod, c, volumes, pod_dir, log_path)
         state.containers[c["name"]] = running
+        state.images[c["name"]] = str(c.get("image", ""))
+        state.namespace = pod["metadata"]["namespace"]
+        if intel_gpu_plugin.is_gpu_plugin(str(c.get("image", ""))):
+            state.device_plugins[c["name"]] = intel_gpu_plugin.shared_dev_num(c)
+            self._devices_changed.set()
         state.ready[c["name"]] = c.get("readinessProbe") is None
 
     async def _launch(
@@ -453,13 +523,17 @@ class Kubelet:
         pod's volumes and resolv.conf, or a placeholder on the pod's address."""
         program = program_for(c)
         if program.kind == "placeholder":
-            return await runtime.start_placeholder(c, state.ip, log_path, now())
+            return await runtime.start_placeholder(c, state.ip, log_path, now(), program.runs)
         mounts = [m for m in c.get("volumeMounts") or [] if m.get("name") in volumes]
         binds = {m["mountPath"]: volumes[m["name"]] for m in mounts}
         read_only = {m["mountPath"] for m in mounts if m.get("readOnly")}
         resolv = pod_dir / "resolv.conf"
         resolv.parent.mkdir(parents=True, exist_ok=True)
         resolv.write_text(resolv_conf(pod["metadata"]["namespace"], self.nameserver))
+        devices = {}
+        if self._allocated_gpu(c):
+            # As the plugin's Allocate mounts them: the card and its render node.
+            devices["/dev/dri"] = device_nodes(self.data_dir / "dri")
         return await runtime.start_process(
             c,
             program,
@@ -470,7 +544,15 @@ class Kubelet:
             str(self.twin_root),
             files={"/etc/resolv.conf": resolv},
             read_only=read_only,
+            devices=devices,
         )
+
+    def _allocated_gpu(self, c: dict[str, Any]) -> bool:
+        if self.gpu_resource is None or self.node.gpu is None:
+            return False
+        resources = c.get("resources") or {}
+        wanted = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
+        return str(wanted.get(self.gpu_resource, "0")) not in ("0", "")
 
     def _env(self, pod: dict[str, Any], c: dict[str, Any], state: PodState) -> dict[str, str]:
         fields = {

@@ -12,9 +12,8 @@ KUBELET_PORT = 10250
 MAX_PODS = 110
 
 
-def node_object(
-    node: InventoryNode, address: IPv4Address, k3s_version: str, gpu_resource: str | None
-) -> dict[str, Any]:
+def node_object(node: InventoryNode, address: IPv4Address, k3s_version: str) -> dict[str, Any]:
+    """The Node as the kubelet registers it; a GPU is added by its device plugin."""
     labels = {
         "beta.kubernetes.io/arch": node.arch,
         "beta.kubernetes.io/os": "linux",
@@ -39,8 +38,6 @@ def node_object(
         "pods": str(MAX_PODS),
         "ephemeral-storage": f"{node.os_disk_gib * 1024 * 1024}Ki",
     }
-    if node.gpu is not None and gpu_resource:
-        capacity[gpu_resource] = str(node.gpu.shared_dev_num)
     return {
         "apiVersion": "v1",
         "kind": "Node",

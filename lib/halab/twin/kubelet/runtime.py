@@ -29,6 +29,7 @@ def sandbox_command(
     tag: str = "",
     files: dict[str, Path] | None = None,
     read_only: set[str] | None = None,
+    devices: dict[str, Path] | None = None,
 ) -> list[str]:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
@@ -50,6 +51,8 @@ def sandbox_command(
     # Read-only files laid over the view: the pod's resolv.conf, a program's binary.
     for inside, source in sorted((files or {}).items()):
         args += ["--ro-bind", str(source), inside]
+    for inside, source in sorted((devices or {}).items()):
+        args += ["--dev-bind", str(source), inside]  # device nodes usable as devices
     if tag:
         # Names the twin on the command line, so `twin down` checks can find every process.
         args += ["--setenv", "HALAB_TWIN", tag]
@@ -105,11 +108,12 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, im
 
 
 async def start_placeholder(
-    container: dict[str, Any], address: str, log_path: Path, started_at: str
+    container: dict[str, Any], address: str, log_path: Path, started_at: str, runs: str = ""
 ) -> Running:
     image = container.get("image", "")
     running = Running(log_path, started_at=started_at)
-    lines = [f"halab twin: {image} runs as a placeholder (the twin has no program for it)"]
+    what = runs if runs.startswith("stand-in") else "a placeholder (the twin has no program for it)"
+    lines = [f"halab twin: {image} runs as {what}"]
     for port in container.get("ports") or []:
         if port.get("protocol", "TCP") != "TCP":
             continue
@@ -139,6 +143,7 @@ async def start_process(
     tag: str = "",
     files: dict[str, Path] | None = None,
     read_only: set[str] | None = None,
+    devices: dict[str, Path] | None = None,
 ) -> Running:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out = log_path.open("ab")
@@ -151,6 +156,7 @@ async def start_process(
                 tag,
                 {**program.files, **(files or {})},
                 read_only,
+                devices,
             ),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=out,
