@@ -73,6 +73,7 @@ bench: setup
 	$(BIN)/python bench/transcode_overhead.py
 	$(BIN)/python bench/storage.py
 	$(BIN)/python bench/ssh.py
+	$(BIN)/python bench/service_proxy.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -11,6 +11,7 @@ sees the session close at once. Facts: reference/bgp-real.md.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import logging
 import os
 import signal
@@ -88,14 +89,13 @@ class BgpSpeaker:
     def _start(self) -> None:
         env = {
             **os.environ,
-            # As root it would drop to `nobody` and lose its own files.
-            "exabgp_daemon_user": os.environ.get("USER") or "root",
+            # Run as whoever runs the twin: as root ExaBGP would otherwise drop to `nobody`
+            # and lose its own files.
+            "exabgp_daemon_user": "root" if os.geteuid() == 0 else getpass.getuser(),
             "exabgp_log_destination": str(self.dir / "exabgp.log"),
             "exabgp_api_cli": "false",
             "EXABGP_ENVFILE": "/dev/null",
         }
-        if os.geteuid() == 0:
-            env["exabgp_daemon_user"] = "root"
         out = (self.dir / "exabgp.out").open("ab")
         try:
             self.proc = subprocess.Popen(

@@ -201,7 +201,7 @@ class Speaker:
         namespace: str,
     ) -> None:
         routes = sorted({ip for proto, ips in wanted.values() if proto == "bgp" for ip in ips})
-        self.bgp.apply(list(config.peers.values()) if routes or config.peers else [], routes)
+        self.bgp.apply(list(config.peers.values()), routes)  # sessions even with no route
         for key in set(self.announced) - set(wanted):
             self.proxy.serve_address(*key, [])
             log.info("%s: withdrawing %s/%s", self.node, *key)
