@@ -4,6 +4,7 @@ configs checked by FRR's and ExaBGP's own validators)."""
 
 from __future__ import annotations
 
+import copy
 import shutil
 import subprocess
 from pathlib import Path
@@ -147,3 +148,32 @@ def test_the_speaker_config_exabgp_accepts(tmp_path: Path) -> None:
         [exabgp_binary(), "validate", str(conf)], capture_output=True, text=True, timeout=60
     )
     assert bad.returncode != 0
+
+
+def test_the_twin_refuses_a_gateway_it_could_not_place(plan_data: dict[str, Any]) -> None:
+    from halab.errors import InventoryError
+    from halab.twin.topology import TwinTopology
+
+    from helpers import load
+
+    data = copy.deepcopy(plan_data)
+    data["network"]["gateway"] = "192.168.1.11"  # k3s-cp1's last octet
+    with pytest.raises(InventoryError) as same:
+        TwinTopology.from_inventory(load(data), Path("/nonexistent"))
+    assert "network.gateway" in str(same.value)
+    data = renamed(plan_data, plan_data["hosts"][0]["name"], "udm")
+    with pytest.raises(InventoryError) as named:
+        TwinTopology.from_inventory(load(data), Path("/nonexistent"))
+    assert "the name the twin gives the BGP gateway" in str(named.value)
+    # In L2 mode there is no gateway host, so neither refusal applies.
+    data["network"]["metallb"] = {"mode": "l2", "pool": data["network"]["metallb"]["pool"]}
+    assert TwinTopology.from_inventory(load(data), Path("/nonexistent")).gateway is None
+
+
+def renamed(data: Any, old: str, new: str, key: str = "") -> Any:
+    """The inventory with one host renamed wherever it is named (not where a kind is)."""
+    if isinstance(data, dict):
+        return {k: renamed(v, old, new, k) for k, v in data.items()}
+    if isinstance(data, list):
+        return [renamed(v, old, new, key) for v in data]
+    return new if data == old and key != "kind" else data

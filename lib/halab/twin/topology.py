@@ -55,8 +55,6 @@ def _check_last_octets(inv: Inventory) -> None:
     named = [(f"hosts.{h.name}", h.address) for h in inv.hosts]
     named += [(f"nodes.{n.name}", n.address) for n in inv.nodes]
     named.append(("network.vip", inv.network.vip))
-    if inv.network.metallb.mode == "bgp":  # the gateway is a twin host then (gateway.py)
-        named.append(("network.gateway", inv.network.gateway))
     for where, address in named:
         octet = int(address) & 0xFF
         if octet in seen and owner[octet] != address:  # a bare-metal node has its host's
@@ -71,6 +69,27 @@ def _check_last_octets(inv: Inventory) -> None:
         elif octet not in seen:
             seen[octet] = f"{where} ({address})"
             owner[octet] = address
+    from halab.twin.gateway import GATEWAY
+
+    gateway = int(inv.network.gateway) & 0xFF
+    if inv.network.metallb.mode == "bgp" and gateway in seen:  # the gateway is a twin host
+        problems.append(
+            Problem(
+                "network.gateway",
+                f"{inv.network.gateway} ends in .{gateway} like {seen[gateway]}: the twin runs "
+                "the gateway as a host of its own at 127.77.0.<last octet>",
+                "give the gateway an address no host or node has",
+            )
+        )
+
+    if inv.network.metallb.mode == "bgp" and GATEWAY in {h.name for h in inv.hosts}:
+        problems.append(
+            Problem(
+                "hosts",
+                f"a host is named {GATEWAY!r}, the name the twin gives the BGP gateway",
+                "rename the host",
+            )
+        )
     if problems:
         raise InventoryError("inventory for the twin", problems)
 
