@@ -181,7 +181,12 @@ def test_addresses_sessions_routes_and_traffic(metallb: TwinLab) -> None:
     address = eventually(lambda: ingress(core, ns, "web"), 30, "web gets a LoadBalancer address")
     homes = pool_addresses(inv.network.metallb.pool)
     assert address in {f"127.77.0.{h.rsplit('.', 1)[1]}" for h in homes}  # the pool, moved
-    assert ("IPAllocated", f'Assigned IP ["{address}"]') in events(core, ns, "web")
+    # The controller writes the address, then records the event.
+    eventually(
+        lambda: ("IPAllocated", f'Assigned IP ["{address}"]') in events(core, ns, "web"),
+        10,
+        "the IPAllocated event",
+    )
     answer = eventually(lambda: http(address, 8080), 60, f"{address}:8080 answers from here")
     assert "placeholder for nginx" in answer
     eventually(
@@ -189,8 +194,12 @@ def test_addresses_sessions_routes_and_traffic(metallb: TwinLab) -> None:
         30,
         f"the gateway has {address}/32 from every node",
     )
-    announced = {m for r, m in events(core, ns, "web") if r == "nodeAssigned"}
-    assert announced == {f'announcing from node "{n}" with protocol "bgp"' for n in nodes}
+    expected = {f'announcing from node "{n}" with protocol "bgp"' for n in nodes}
+    eventually(
+        lambda: {m for r, m in events(core, ns, "web") if r == "nodeAssigned"} == expected,
+        10,
+        "a nodeAssigned event from every node",
+    )
     statuses = client.CustomObjectsApi(api).list_namespaced_custom_object(
         "metallb.io", "v1beta1", NS, "servicebgpstatuses"
     )["items"]
@@ -276,3 +285,16 @@ def test_the_address_survives_its_announcing_host_and_the_session_returns(
         90,
         f"{victim.name}'s session is back once its host is",
     )
+
+    def statuses_of_victim() -> list[dict[str, Any]]:
+        items = client.CustomObjectsApi(api).list_namespaced_custom_object(
+            "metallb.io", "v1beta1", NS, "servicebgpstatuses"
+        )["items"]
+        return [
+            s
+            for s in items
+            if s["status"].get("node") == victim.name and s["status"].get("serviceName") == "ha"
+        ]
+
+    # Its speaker starts afresh: one status for the Service, none left from before.
+    eventually(lambda: len(statuses_of_victim()) == 1, 30, f"one ServiceBGPStatus of {victim.name}")

@@ -17,10 +17,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger("halab.twin.exabgp")
+RESEND_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class BgpSpeaker:
         self.dir = directory
         self.proc: subprocess.Popen[bytes] | None = None
         self.text = ""
+        self.resend_at = 0.0
 
     @property
     def config(self) -> Path:
@@ -75,16 +78,26 @@ class BgpSpeaker:
         text = config_text(self.local, peers, routes)
         alive = self.proc is not None and self.proc.poll() is None
         if alive and text == self.text:
+            if self.resend_at and time.monotonic() >= self.resend_at:
+                # Once more after a change: a signal that lands while ExaBGP is still
+                # reloading for the one before may go unseen; a reload of an unchanged
+                # file sends nothing.
+                self.resend_at = 0.0
+                self._reload()
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config.write_text(text)
         self.text = text
         if alive:
-            assert self.proc is not None
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGUSR1)  # re-read the file, send the difference
+            self._reload()
+            self.resend_at = time.monotonic() + RESEND_S
             return
         self._start()
+
+    def _reload(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGUSR1)  # re-read the file, send the difference
 
     def _start(self) -> None:
         env = {

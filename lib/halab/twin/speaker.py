@@ -91,6 +91,7 @@ class Speaker:
         self.to_twin = to_twin
         self.announced: dict[tuple[str, str], tuple[str, list[str]]] = {}  # svc -> (proto, ips)
         self.status_names: dict[tuple[str, str], str] = {}
+        self.swept = False  # an earlier life's status objects removed
 
     async def run(self) -> None:
         try:
@@ -113,6 +114,8 @@ class Speaker:
             await self._apply({}, Config(), "")
             return
         namespace = namespaces[0]
+        if not self.swept:
+            await self._sweep(namespace)
         config = await self._config(namespace)
         wanted: dict[tuple[str, str], tuple[str, list[str]]] = {}
         speakers = await self._ready_speakers(namespace)
@@ -147,6 +150,22 @@ class Speaker:
                 if l2_winner(candidates, ips[0]) == self.node:
                     wanted[key] = ("layer2", ips)
         await self._apply(wanted, config, namespace)
+
+    async def _sweep(self, namespace: str) -> None:
+        """Delete this node's status objects from before this speaker started (its host
+        went down with them announced): it records afresh what it announces now."""
+        for kind in ("ServiceBGPStatus", "ServiceL2Status"):
+            version, plural = metallb.api(kind)
+            listed = await self.client.get(
+                path(version, plural, namespace),
+                {"labelSelector": f"{metallb.LABEL_NODE}={self.node}"},
+            )
+            for item in listed.get("items", []):
+                with contextlib.suppress(ClientError):
+                    await self.client.delete(
+                        path(version, plural, namespace, item["metadata"]["name"])
+                    )
+        self.swept = True
 
     async def _config(self, namespace: str) -> Config:
         def items(kind: str) -> Any:
