@@ -1,11 +1,11 @@
 """One physical host of the twin, as one process group: the host process holds its sshd,
-its NFS server, its share of the cluster DNS, its control socket (host_control.py) and
-its bare-metal node (etcd member as a child, API server, VIP and controller-manager
-candidates, kubelet); each VM or LXC node is a guest process of its own (guests.py)
-holding the same parts for that node, so a hypervisor can power one off alone.
-A host with Docker (Unraid) runs its engine here too
-(docker_engine.py). `twin fail` SIGKILLs the whole group: every part of the host stops at once, like
-pulling its plug.
+its NFS server, its share of the cluster DNS and of kube-proxy's ClusterIPs, its control
+socket (host_control.py) and its bare-metal node (etcd member as a child, API server, VIP
+and controller-manager candidates, kubelet, NodePorts, MetalLB speaker); each VM or LXC
+node is a guest process of its own (guests.py) holding the same parts for that node, so a
+hypervisor can power one off alone. The BGP gateway (gateway.py) is a host process too.
+A host with Docker (Unraid) runs its engine here (docker_engine.py). `twin fail` SIGKILLs
+the whole group: every part of the host stops at once, like pulling its plug.
 
 Run by the supervisor: python -m halab.twin.host --inventory FILE --dir DIR --host NAME
 (and by the host for a guest: ... --node NAME)
