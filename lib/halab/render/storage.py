@@ -172,6 +172,10 @@ def seaweedfs(inv: Inventory) -> list[Obj]:
                 "kind": "Service",
                 "metadata": meta("seaweedfs-filer", NS, labels=labels("seaweedfs", "filer")),
                 "spec": {
+                    # A mount's metadata calls must reach the filer that made its entries:
+                    # filers sync each other's metadata asynchronously, so a client whose
+                    # connections were spread over them would not find a file just created.
+                    "sessionAffinity": "ClientIP",
                     "selector": {
                         "app.kubernetes.io/name": "seaweedfs",
                         "app.kubernetes.io/component": "filer",

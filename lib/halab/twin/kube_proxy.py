@@ -8,7 +8,8 @@
   with `serve_address`.
 A listener exists only while its Service has a ready endpoint: with none, connections are
 refused, as kube-proxy's REJECT rule does. Each connection goes to a ready endpoint picked
-at random (kube-proxy's iptables mode) and is piped both ways.
+at random (kube-proxy's iptables mode), or with sessionAffinity ClientIP to the same
+endpoint for the same client address, and is piped both ways.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import functools
 import logging
 import random
 import socket
+import zlib
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
@@ -157,6 +159,18 @@ class KubeProxy:
                 continue
             self.listeners[where] = (rule, server)
 
+    def _pick(
+        self, rule: Rule, backends: list[tuple[str, int]], writer: asyncio.StreamWriter
+    ) -> tuple[str, int]:
+        """A ready endpoint at random, or with sessionAffinity ClientIP always the same one
+        for a client address (while the endpoints stay the same)."""
+        service = self.services.items.get(rule.key) or {}
+        if (service.get("spec") or {}).get("sessionAffinity") == "ClientIP":
+            peer = str((writer.get_extra_info("peername") or ("",))[0])
+            ordered = sorted(backends)
+            return ordered[zlib.crc32(peer.encode()) % len(ordered)]
+        return random.choice(backends)
+
     async def _forward(
         self, rule: Rule, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
@@ -164,7 +178,7 @@ class KubeProxy:
         try:
             if not backends:
                 return
-            ip, port = random.choice(backends)
+            ip, port = self._pick(rule, backends, writer)
             try:
                 up_reader, up_writer = await asyncio.open_connection(ip, port)
             except OSError as exc:
