@@ -38,20 +38,27 @@ setup: system $(STAMP)
 # The demo: the plan analysed, its GitOps tree rendered, the plan notebook run, then
 # the twin (the plan's cluster as real processes on 127.77.0.x, every host and node
 # answering SSH, the gateway running the real FRR) started, every host's facts printed beside
-# the inventory, phases 0, 1, 2, 3, 6 and 7 run against it (phase 2 delivers the real SeaweedFS
-# and powers a volume server's host off and on; phase 3 mounts the Unraid host's real
-# nfs-ganesha exports in pods; both run fio beside the local disk; phase 6 pulls a
+# the inventory, phases 0, 1, 2, 3, 4, 6 and 7 run against it (phase 2 delivers the real
+# SeaweedFS and powers a volume server's host off and on; phase 3 mounts the Unraid host's real
+# nfs-ganesha exports in pods; both run fio beside the local disk; phase 4 delivers Sonarr
+# (the twin's stand-in for its API) on a SeaweedFS volume and adds a series; phase 6 pulls a
 # control-plane host's plug and puts it back; phase 7 delivers the GPU plugin and MetalLB,
-# whose ExaBGP speakers peer with the gateway), the twin stopped, and this machine's
-# transcode capacity measured.
+# whose ExaBGP speakers peer with the gateway; phase 8 delivers ClusterPlex, starts the
+# Unraid worker with docker compose over SSH and posts jobs through the orchestrator's
+# MetalLB address; it fails on the plan's inventory, by the plan's GPU resource name, and
+# the demo says so and goes on), the twin stopped, and this machine's transcode capacity
+# measured.
 demo: setup
 	$(BIN)/halab plan params/cluster.yaml
 	$(BIN)/halab render params/cluster.yaml --out outputs/gitops
 	$(BIN)/halab run --phases plan
 	$(BIN)/halab twin up --fresh params/cluster.yaml
 	$(BIN)/halab hosts facts --target outputs/twin/target.yaml; \
-	  $(BIN)/halab run --phases 0,1,2,3,6,7 --target outputs/twin/target.yaml --allow-disruption; \
-	  status=$$?; $(BIN)/halab twin status; $(BIN)/halab twin down; exit $$status
+	  $(BIN)/halab run --phases 0,1,2,3,4,6,7 --target outputs/twin/target.yaml --allow-disruption; \
+	  status=$$?; \
+	  if [ $$status -eq 0 ]; then $(BIN)/halab run --phases 8 --target outputs/twin/target.yaml \
+	    || echo "halab: phase 8 fails on the plan's inventory, as its finding gpu-resource-name says: the k8s worker asks for intel.com/gpu, stays Pending, and one worker of two registers (the evidence above names each check)"; fi; \
+	  $(BIN)/halab twin status; $(BIN)/halab twin down; exit $$status
 	$(BIN)/halab bench --window 5 --warmup 2 --max-streams 8
 
 lint: setup
@@ -65,7 +72,7 @@ unit: setup
 	$(BIN)/python -m pytest -m "not slow"
 
 test: lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=20
 
 bench: setup
 	$(BIN)/python bench/plan_scale.py

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import pytest
 # Set before halab is imported, so this process and every child (notebook kernels) is fenced.
 os.environ["HALAB_NET_GUARD"] = "loopback"
 
+from clusterplex_peers import HOST, WORKER_HOST, Program, free_port
 from halab import netguard
 from halab.inventory.yaml_source import read_yaml
 
@@ -58,6 +59,48 @@ def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield lab
     finally:
         supervisor.down(directory / "twin")
+
+
+# ClusterPlex's stand-ins (or the real programs, see clusterplex_peers) on loopback.
+
+
+@pytest.fixture
+def start_orchestrator(tmp_path: Path) -> Iterator[Callable[..., tuple[Any, str]]]:
+    started: list[Any] = []
+
+    def start(strategy: str = "LOAD_RANK") -> tuple[Any, str]:
+        port = free_port(HOST)
+        env = {"LISTENING_PORT": str(port), "WORKER_SELECTION_STRATEGY": strategy}
+        program = Program("orchestrator", HOST, env, tmp_path / f"orchestrator-{port}.log")
+        started.append(program)
+        program.wait_line("Server listening on port")
+        return program, f"http://{HOST}:{port}"
+
+    yield start
+    for program in started:
+        program.stop()
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    started: list[Any] = []
+
+    def start(url: str, hostname: str, **env: str) -> Any:
+        port = free_port(WORKER_HOST)
+        settings = {
+            "ORCHESTRATOR_URL": url,
+            "HOSTNAME": hostname,
+            "LISTENING_PORT": str(port),
+            "STAT_CPU_INTERVAL": "500",
+            **env,
+        }
+        program = Program("worker", WORKER_HOST, settings, tmp_path / f"worker-{hostname}.log")
+        started.append(program)
+        return program
+
+    yield start
+    for program in started:
+        program.stop()
 
 
 @pytest.hookimpl(wrapper=True)

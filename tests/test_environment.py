@@ -9,8 +9,12 @@ from ruamel.yaml import YAML
 
 from conftest import ROOT
 
-# conda-forge names the Kubernetes client differently.
-CONDA_NAMES = {"kubernetes": "python-kubernetes", "types-pyyaml": "types-pyyaml"}
+# conda-forge names the Kubernetes client and the Prometheus client differently.
+CONDA_NAMES = {
+    "kubernetes": "python-kubernetes",
+    "types-pyyaml": "types-pyyaml",
+    "prometheus-client": "prometheus_client",
+}
 
 
 def _split(spec: str) -> tuple[str, str]:

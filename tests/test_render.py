@@ -171,6 +171,21 @@ def test_orchestrator_single_replica_pinned_address(fixed_files: dict[str, str])
     )
 
 
+def test_every_loadbalancer_service_is_pinned_apart(fixed_files: dict[str, str]) -> None:
+    """Pinning the orchestrator alone let PMS, created beside it, take its address."""
+    pinned = {}
+    for path in fixed_files:
+        if path.startswith("apps/") and path.endswith(".yaml"):
+            for d in docs(fixed_files, path):
+                if d.get("kind") == "Service" and d["spec"]["type"] == "LoadBalancer":
+                    pinned[d["metadata"]["name"]] = d["metadata"]["annotations"][
+                        "metallb.io/loadBalancerIPs"
+                    ]
+    assert {"plex", "clusterplex-orchestrator"} <= set(pinned)
+    assert len(set(pinned.values())) == len(pinned), pinned
+    assert pinned["clusterplex-orchestrator"] == "192.168.1.150"  # the pool's first
+
+
 def test_seaweedfs_masters_odd_and_racks_per_host(fixed_files: dict[str, str]) -> None:
     masters = [
         d

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import urllib.request
 from collections.abc import Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -27,7 +26,7 @@ from halab.phases.phase7 import unserved
 from halab.render.infrastructure import metallb_config, metallb_controller
 from halab.render.objects import namespace
 
-from twinlab import TwinLab, eventually, namespace_gone
+from twinlab import TwinLab, eventually, http_body, namespace_gone
 
 pytestmark = pytest.mark.twin
 NS = "metallb-system"
@@ -59,14 +58,6 @@ def routes(lab: TwinLab) -> dict[str, set[str]]:
     return out
 
 
-def http(address: str, port: int) -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://{address}:{port}/", timeout=3) as resp:
-            return str(resp.read().decode())
-    except OSError:
-        return None
-
-
 @pytest.fixture(scope="module")
 def metallb(twin: TwinLab) -> Iterator[TwinLab]:
     """The rendered MetalLB release and configuration, delivered as Flux would."""
@@ -91,6 +82,11 @@ def metallb(twin: TwinLab) -> Iterator[TwinLab]:
 
     eventually(speakers_ready, 90, "a ready speaker on every node (the rendered tolerations)")
     yield twin
+    # The tests' LoadBalancer Services go, so no later MetalLB finds a pool address the
+    # rendered tree pins (phase 8's orchestrator) held by one of them.
+    for svc in core.list_service_for_all_namespaces().items:
+        if svc.spec.type == "LoadBalancer" and svc.metadata.namespace.startswith("t-"):
+            core.delete_namespaced_service(svc.metadata.name, svc.metadata.namespace)
     # The rest of the session runs without MetalLB's speakers (their ExaBGPs cost CPU).
     core.delete_namespace(NS)
     namespace_gone(api, NS)
@@ -118,6 +114,89 @@ def test_phase0_sees_metallb_and_the_cluster_dns(metallb: TwinLab, tmp_path: Pat
         assert found[cid].status == "pass", found[cid]
     assert "HTTP 200" in found["loadbalancer"].detail
     assert "kubernetes.default.svc.cluster.local" in found["coredns"].detail
+
+
+def test_clusterplex_from_the_rendered_tree_meets_its_unraid_worker(
+    metallb: TwinLab, tmp_path: Path
+) -> None:
+    """Phase 8's first steps on the twin: the rendered orchestrator gets its pinned
+    address, the Unraid Docker worker from the rendered compose file (`docker compose up
+    -d` over SSH) registers through that address, a synthetic job runs on it, and the k8s
+    worker asking for the plan's GPU resource name stays Pending, as at home."""
+    from halab.clusterplex import Orchestrator
+    from halab.hosts import Hosts
+    from halab.render.apps import orchestrator_ip, workload
+    from halab.render.external import compose
+    from halab.target import load_target
+
+    api = metallb.api()
+    core = client.CoreV1Api(api)
+    inv = load_inventory(metallb.inventory)
+    orchestrator = next(a for a in inv.apps if a.role == "orchestrator")
+    workers = [a for a in inv.apps if a.role == "worker"]
+    docker = next(a for a in workers if a.kind == "docker")
+    in_k8s = [a for a in workers if a.kind != "docker"]
+    ns = orchestrator.namespace
+    apply_objects(api, [namespace(ns), *workload(orchestrator, inv)])
+    home = orchestrator_ip(inv)
+    lb = f"127.77.0.{home.rsplit('.', 1)[1]}"  # the twin's one rule
+    got = eventually(lambda: ingress(core, ns, orchestrator.name), 60, "the orchestrator's address")
+    assert got == lb
+    url = f"http://{lb}:{orchestrator.ports[0]}"
+    eventually(lambda: _healthy(url), 90, f"{url}/health through MetalLB and kube-proxy")
+    remote = f"/mnt/user/appdata/{docker.name}/docker-compose.yml"
+    local = tmp_path / "docker-compose.yml"
+    local.write_text(compose(inv, docker.host))
+    with Hosts(inv, load_target(metallb.dir / "target.yaml"), connect_timeout=5) as hosts:
+        host = hosts[docker.host]
+        host.upload(local, remote, mode=0o644)
+        try:
+            host.run(["docker", "compose", "-f", remote, "up", "-d"], check=True)
+            eventually(
+                lambda: Orchestrator(url).metrics().workers_active == 1,
+                90,
+                "the Unraid worker registered through the orchestrator's address",
+            )
+            logs = host.run(["docker", "logs", docker.name], check=True).stdout
+            assert "Worker connected on socket " in logs
+            job = Orchestrator(url).post_job(timeout=60)
+            assert job.result is True
+            assert (
+                "Starting test of waiting for 5 seconds"
+                in host.run(["docker", "logs", docker.name], check=True).stdout
+            )
+            for app in in_k8s:
+                apply_objects(api, workload(app, inv))
+            for app in in_k8s:
+                wanted = [r for r in app.resources.limits if "gpu" in r]
+                if wanted and not any(
+                    wanted[0] in (n.status.allocatable or {}) for n in core.list_node().items
+                ):
+                    message = eventually(
+                        lambda app=app: _unschedulable(core, ns, app.name), 60, "Pending"
+                    )
+                    assert f"Insufficient {wanted[0]}" in message
+        finally:
+            host.run(["docker", "compose", "-f", remote, "down"], check=True)
+            core.delete_namespace(ns)
+    namespace_gone(api, ns)
+
+
+def _healthy(url: str) -> bool:
+    from halab.clusterplex import ClusterPlexError, Orchestrator
+
+    try:
+        return Orchestrator(url, timeout=3).healthy()
+    except ClusterPlexError:
+        return False
+
+
+def _unschedulable(core: client.CoreV1Api, ns: str, app: str) -> str | None:
+    for pod in core.list_namespaced_pod(ns, label_selector=f"app.kubernetes.io/name={app}").items:
+        for c in pod.status.conditions or []:
+            if c.type == "PodScheduled" and c.reason == "Unschedulable":
+                return str(c.message)
+    return None
 
 
 def web(core: client.CoreV1Api, apps: client.AppsV1Api, ns: str, name: str, **meta: Any) -> None:
@@ -187,7 +266,7 @@ def test_addresses_sessions_routes_and_traffic(metallb: TwinLab) -> None:
         10,
         "the IPAllocated event",
     )
-    answer = eventually(lambda: http(address, 8080), 60, f"{address}:8080 answers from here")
+    answer = eventually(lambda: http_body(address, 8080), 60, f"{address}:8080 answers from here")
     assert "placeholder for nginx" in answer
     eventually(
         lambda: routes(lab).get(f"{address}/32") == set(nodes.values()),
@@ -200,12 +279,21 @@ def test_addresses_sessions_routes_and_traffic(metallb: TwinLab) -> None:
         10,
         "a nodeAssigned event from every node",
     )
-    statuses = client.CustomObjectsApi(api).list_namespaced_custom_object(
-        "metallb.io", "v1beta1", NS, "servicebgpstatuses"
-    )["items"]
-    mine = [s for s in statuses if s["status"].get("serviceNamespace") == ns]
-    assert {s["status"]["node"] for s in mine} == set(nodes)
-    assert all(s["status"]["peers"] == ["gateway"] for s in mine)
+
+    def mine() -> list[dict[str, Any]]:
+        # A speaker creates its ServiceBGPStatus, then writes its status (as MetalLB's
+        # does, two calls): one read between them sees an object without status yet.
+        statuses = client.CustomObjectsApi(api).list_namespaced_custom_object(
+            "metallb.io", "v1beta1", NS, "servicebgpstatuses"
+        )["items"]
+        return [s for s in statuses if (s.get("status") or {}).get("serviceNamespace") == ns]
+
+    eventually(
+        lambda: {s["status"]["node"] for s in mine()} == set(nodes),
+        10,
+        "a ServiceBGPStatus with its status from every node",
+    )
+    assert all(s["status"]["peers"] == ["gateway"] for s in mine())
     pool = client.CustomObjectsApi(api).get_namespaced_custom_object(
         "metallb.io", "v1beta1", NS, "ipaddresspools", "default"
     )
@@ -262,7 +350,7 @@ def test_the_address_survives_its_announcing_host_and_the_session_returns(
     )
     web(core, apps, ns, "ha")
     address = eventually(lambda: ingress(core, ns, "ha"), 30, "ha gets an address")
-    eventually(lambda: http(address, 8080), 60, "ha answers")
+    eventually(lambda: http_body(address, 8080), 60, "ha answers")
     eventually(
         lambda: victim_ip in routes(lab).get(f"{address}/32", set()),
         30,
@@ -277,7 +365,7 @@ def test_the_address_survives_its_announcing_host_and_the_session_returns(
         )
         assert victim_ip not in routes(lab).get(f"{address}/32", set())
         for _ in range(10):  # every connection, wherever the kernel sends it
-            assert http(address, 8080) is not None, "the address stopped answering"
+            assert http_body(address, 8080) is not None, "the address stopped answering"
     finally:
         lab.recover(victim.host)
     eventually(

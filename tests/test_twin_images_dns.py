@@ -50,8 +50,24 @@ def test_the_seaweedfs_image_runs_weed_as_its_entrypoint_would() -> None:
 
 def test_other_images() -> None:
     assert program_for({"image": "busybox:1.36"}).argv == ["sh"]
-    plex = program_for({"image": "ghcr.io/linuxserver/plex:latest"})
-    assert plex.kind == "placeholder" and "plex" in plex.runs
+    plex = program_for({"image": "ghcr.io/linuxserver/plex:latest"}).listening_on("127.42.0.8")
+    assert plex.kind == "process" and plex.runs.startswith("stand-in: Plex Media Server")
+    assert plex.argv[-3:] == ["halab.twin.images.plex.server", "--listen", "127.42.0.8"]
+    assert "dockermod" not in plex.runs
+    mods = "ghcr.io/pabloromeo/clusterplex_dockermod:latest"
+    with_mod = program_for(
+        {"image": "lscr.io/linuxserver/plex", "env": [{"name": "DOCKER_MODS", "value": mods}]}
+    )
+    assert "ClusterPlex PMS dockermod" in with_mod.runs
+    worker_mod = [
+        {"name": "DOCKER_MODS", "value": "ghcr.io/pabloromeo/clusterplex_worker_dockermod"}
+    ]
+    worker = program_for({"image": "ghcr.io/linuxserver/plex:latest", "env": worker_mod})
+    assert worker.runs.startswith("stand-in: ClusterPlex worker")
+    assert program_for({"image": "nginx:1.27"}).kind == "placeholder"
+    sonarr = program_for({"image": "ghcr.io/linuxserver/sonarr:latest"}).listening_on("127.42.0.9")
+    assert sonarr.kind == "process" and sonarr.runs.startswith("stand-in: Sonarr")
+    assert sonarr.argv[-3:] == ["halab.twin.images.sonarr", "--listen", "127.42.0.9"]
 
 
 def _informer(items: list[dict[str, Any]]) -> Informer:

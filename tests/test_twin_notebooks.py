@@ -1,9 +1,11 @@
-"""Phase 0, 1, 2, 3, 6 and 7 notebooks, run by `halab run` against the twin, as a user
+"""Phase 0, 1, 2, 3, 4, 6, 7 and 8 notebooks, run by `halab run` against the twin, as a user
 would: phase 6 pulls a control-plane host's plug (allowed) and must bring it back; phase 7
-delivers the GPU plugin and MetalLB, whose speakers peer with the gateway's real FRR."""
+delivers the GPU plugin and MetalLB, whose speakers peer with the gateway's real FRR; phase 8
+delivers ClusterPlex and starts the Unraid worker with docker compose over SSH."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -14,7 +16,7 @@ from kubernetes import client
 
 from halab.twin import supervisor
 
-from twinlab import ROOT, TwinLab
+from twinlab import ROOT, TwinLab, eventually
 
 pytestmark = [pytest.mark.twin, pytest.mark.notebook]
 
@@ -22,34 +24,50 @@ pytestmark = [pytest.mark.twin, pytest.mark.notebook]
 LIVE_PHASE0 = ("ssh-", "api-vip", "address-", "sizes-", "pi-prepared-", "cluster-state")
 
 
-def test_phases_0_1_2_3_6_and_7_on_the_twin(twin: TwinLab, tmp_path: Path) -> None:
-    try:
-        _phases_0_to_7(twin, tmp_path)
-    finally:
-        # SeaweedFS and MetalLB go again: the rest of the session need not carry them.
-        core = client.CoreV1Api(twin.api())
-        core.delete_namespace("seaweedfs")
-        core.delete_namespace("metallb-system")
-        client.AppsV1Api(twin.api()).delete_namespaced_daemon_set("intel-gpu-plugin", "kube-system")
-
-
-def _phases_0_to_7(twin: TwinLab, tmp_path: Path) -> None:
+def _halab_run(twin: TwinLab, phases: str, out: Path, *flags: str) -> tuple[int, str, Path]:
+    """`halab run` of those phases against the twin's target, as a user types it: its
+    exit code, what it printed, and the run's directory of evidence."""
     done = subprocess.run(
         [
-            sys.executable, "-m", "halab.cli", "run", "--phases", "0,1,2,3,6,7",
+            sys.executable, "-m", "halab.cli", "run", "--phases", phases,
             "--target", str(twin.dir / "target.yaml"), "--inventory", str(twin.inventory),
-            "--allow-disruption", "--out", str(tmp_path),
+            "--out", str(out), *flags,
         ],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=900,
     )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    (run_dir,) = list(tmp_path.iterdir())
+    runs = list(out.iterdir()) if out.is_dir() else []
+    return done.returncode, done.stdout + done.stderr, runs[0] if len(runs) == 1 else out
+
+
+def test_every_phase_on_the_twin(twin: TwinLab, tmp_path: Path) -> None:
+    try:
+        _phases_0_to_7(twin, tmp_path / "0-7")
+        _sonarr_keeps_its_series_across_its_pod(twin)
+        _phase8(twin, tmp_path / "8")
+    finally:
+        # SeaweedFS, MetalLB and ClusterPlex go again: the rest of the session need not
+        # carry them. What a failed run never delivered is not there to delete, and must
+        # not hide that failure behind a 404.
+        _compose_down(twin)
+        core = client.CoreV1Api(twin.api())
+        for namespace in ("media", "seaweedfs", "metallb-system"):
+            with contextlib.suppress(client.ApiException):
+                core.delete_namespace(namespace)
+        with contextlib.suppress(client.ApiException):
+            client.AppsV1Api(twin.api()).delete_namespaced_daemon_set(
+                "intel-gpu-plugin", "kube-system"
+            )
+
+
+def _phases_0_to_7(twin: TwinLab, tmp_path: Path) -> None:
+    code, printed, run_dir = _halab_run(twin, "0,1,2,3,4,6,7", tmp_path, "--allow-disruption")
+    assert code == 0, printed
     statuses = {}
     advisory = set()
-    for name in ("phase0", "phase1", "phase2", "phase3", "phase6", "phase7"):
+    for name in ("phase0", "phase1", "phase2", "phase3", "phase4", "phase6", "phase7"):
         doc = json.loads((run_dir / f"{name}.checks.json").read_text())
         statuses.update({c["id"]: c["status"] for c in doc["checks"]})
         advisory |= {c["id"] for c in doc["checks"] if not c["required"]}
@@ -85,6 +103,8 @@ def _phases_0_to_7(twin: TwinLab, tmp_path: Path) -> None:
     for cid in ("metallb-config", "loadbalancer", "bgp-joined-7", "docker-worker-files"):
         assert phase7[cid]["status"] == "pass", phase7[cid]
     assert "k3s-w3 (127.77.0.13): Established" in phase7["bgp-joined-7"]["detail"]
+    # In BGP mode every eligible node announces, each with its ServiceBGPStatus.
+    assert phase7["loadbalancer"]["detail"].count("(BGP)") >= 2, phase7["loadbalancer"]
     assert statuses["server-exports"] == "pass"
     assert statuses["pi-prepared-k3s-cp3"] == "pass"
     assert {f"sizes-{n}" for n in ("k3s-cp1", "k3s-w1", "k3s-w3")} <= set(statuses)
@@ -114,6 +134,11 @@ def _phases_0_to_7(twin: TwinLab, tmp_path: Path) -> None:
         assert [s["name"] for s in bench["subjects"]] == ["local", subject]
         assert all(s["seq_write_mbps"] > 0 for s in bench["subjects"]), bench
         assert (run_dir / f"{name}.storage.png").exists()
+    # Phase 4: Sonarr on w1 (role=primary), the test series read back from its database
+    # through the filer; the read-only media export browsable but no root folder.
+    assert statuses["running-sonarr"] == "pass" and statuses["functional-sonarr"] == "pass"
+    assert statuses["config-on-seaweedfs-sonarr"] == "pass", statuses
+    assert statuses["media-sonarr-media"] == "warn", statuses
     assert {"ready-k3s-w1", "labels-k3s-w2", "test-pod-k3s-w1", "etcd-quorum"} <= set(statuses)
     assert {"api-survives-host-loss", "host-restored", "etcd-consistent-after"} <= set(statuses)
     assert "etcd-consistent" in statuses
@@ -127,20 +152,132 @@ def _phases_0_to_7(twin: TwinLab, tmp_path: Path) -> None:
     }
 
 
-def test_phase6_without_permission_pulls_no_plug(twin: TwinLab, tmp_path: Path) -> None:
+def _sonarr_keeps_its_series_across_its_pod(twin: TwinLab) -> None:
+    """A series added, Sonarr's pod deleted: its successor, on the same SeaweedFS volume,
+    still has it (the state is on the volume, not in the pod)."""
+    from halab.context import open_context
+    from halab.phases import phase4
+    from halab.phases.cluster_checks import ready_pods
+
+    ctx = open_context(twin.inventory, target=twin.dir / "target.yaml")
+    api = twin.api()
+    (app,) = phase4.workloads(ctx)
+    sonarr, _, _ = phase4.sonarr_for(ctx, api, app)
+    added = sonarr.add_series(121361, "Game of Thrones", "/data/media")
+    (before,) = ready_pods(api, app)
+    client.CoreV1Api(api).delete_namespaced_pod(before.metadata.name, app.namespace)
+    eventually(
+        lambda: [p for p in ready_pods(api, app) if p.metadata.name != before.metadata.name],
+        120,
+        "Sonarr's next pod Ready",
+    )
+    sonarr, _, _ = phase4.sonarr_for(ctx, api, app)
+    assert [s["title"] for s in sonarr.series()] == ["Game of Thrones"]
+    sonarr.delete_series(int(added["id"]))
+
+
+def _papermill(twin: TwinLab, notebook: str, out: Path) -> tuple[int, str, Path]:
+    """`papermill notebooks/<notebook>.ipynb OUT -p target ...`, as the kit's users run a
+    phase by hand: exit code, what it printed, and the evidence directory it wrote."""
+    out.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
         [
-            sys.executable, "-m", "halab.cli", "run", "--phases", "6",
-            "--target", str(twin.dir / "target.yaml"), "--inventory", str(twin.inventory),
-            "--out", str(tmp_path),
+            sys.executable, "-m", "papermill", f"notebooks/{notebook}.ipynb",
+            str(out / f"{notebook}.ipynb"), "-p", "target", str(twin.dir / "target.yaml"),
+            "-p", "inventory", str(twin.inventory), "-p", "run_dir", str(out),
         ],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    (run_dir,) = list(tmp_path.iterdir())
+    return done.returncode, done.stdout + done.stderr, out
+
+
+def _phase8(twin: TwinLab, out: Path) -> None:
+    """Phase 8 by papermill, on the storage phases 2 and 3 left and the MetalLB phase 7
+    delivered. With the plan's `intel.com/gpu` the k8s worker stays Pending, so one worker
+    of two registers and the notebook fails, naming the finding; the rest holds."""
+    code, printed, run_dir = _papermill(twin, "phase8", out)
+    assert code == 1 and "CheckFailed" in printed, printed
+    checks = {
+        c["id"]: c for c in json.loads((run_dir / "phase8.checks.json").read_text())["checks"]
+    }
+    failed = {k for k, c in checks.items() if c["status"] == "fail"}
+    assert failed == {"worker-clusterplex-worker", "workers-registered"}, checks
+    assert "Insufficient intel.com/gpu" in checks["worker-clusterplex-worker"]["detail"]
+    assert "gpu-resource-name" in checks["worker-clusterplex-worker"]["detail"]
+    assert "127.77.0.150:3500/health answers Healthy" in checks["orchestrator"]["detail"]
+    assert checks["pms-plex"]["status"] == "pass", checks["pms-plex"]
+    assert checks["pms-web-plex"]["status"] == "pass", checks["pms-web-plex"]
+    assert checks["docker-worker-clusterplex-worker-unraid"]["status"] == "pass"
+    assert "workers_active 1" in checks["workers-registered"]["detail"]
+    jobs = checks["jobs-distributed"]
+    assert jobs["status"] == "pass" and jobs["detail"].startswith("4/4 succeeded"), jobs
+    assert checks["transcode-shared"]["status"] == "pass"
+    assert checks["plex-versions"]["status"] == "warn"  # :latest on both sides
+    # Plex: its libraries scanned from the NFS media, its transcoder directory on the
+    # share, and real transcodes through it. The workers ask for VA-API and there is no
+    # GPU here: each remote job fails at the decoder and PMS falls back, which the check
+    # reports as the twin's limit, not as a pass; the segments still play.
+    assert checks["plex-library-plex"]["status"] == "pass", checks["plex-library-plex"]
+    assert "4 playable items" in checks["plex-library-plex"]["detail"]
+    assert checks["plex-transcode-dir-plex"]["status"] == "pass"
+    transcodes = checks["plex-transcodes"]
+    assert transcodes["status"] == "skip", transcodes
+    assert "2/2 played to the end" in transcodes["detail"], transcodes
+    assert "fell back to PMS" in transcodes["detail"] and "aac+h264" in transcodes["detail"]
+    assert checks["transcode-report"]["status"] == "skip"
+    # The cluster's capacity as Plex's users see it, while PMS is up.
+    bench = subprocess.run(
+        [
+            sys.executable, "-m", "halab.cli", "bench", "--through", "plex", "--max-streams", "2",
+            "--target", str(twin.dir / "target.yaml"), "--inventory", str(twin.inventory),
+            "--out", str(out / "plex-bench.json"),
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    # Whether a level keeps up is this machine's speed (a fallback after the failed remote
+    # try costs a 2 s clip most of its time), so that is measured, not asserted: exit 0
+    # with a realtime level, 1 without, and the levels stop at the first that fell behind.
+    doc = json.loads((out / "plex-bench.json").read_text())
+    assert bench.returncode == (0 if doc["realtime_transcodes"] else 1), bench.stderr
+    levels = doc["levels"]
+    assert [level["transcodes"] for level in levels] == [1, 2][: len(levels)], levels
+    assert len(levels[0]["speeds"]) == 1 and levels[0]["speeds"][0] > 0, levels
+    assert all(level["kept up"] for level in levels[:-1]), levels
+    assert len(levels) == 2 or not levels[-1]["kept up"], levels
+    # The token PMS generated (read as the kit reads it) never reaches the evidence.
+    from halab.context import open_context
+    from halab.kube import api_client
+    from halab.phases import plex_transcodes
+
+    ctx = open_context(str(twin.inventory), target=str(twin.dir / "target.yaml"), run_dir=out)
+    assert ctx.target is not None
+    pms = next(a for a in ctx.inventory.apps if a.role == "plex")
+    secret = plex_transcodes.token(ctx, api_client(ctx.target), pms)
+    assert len(secret) >= 16
+    for written in run_dir.rglob("*"):
+        if written.is_file() and written.suffix in (".ipynb", ".json", ".html"):
+            assert secret not in written.read_text(errors="replace"), written
+
+
+def _compose_down(twin: TwinLab) -> None:
+    from halab.hosts import Hosts
+    from halab.inventory import load_inventory
+    from halab.phases.phase8 import COMPOSE_DIR
+    from halab.target import load_target
+
+    inv = load_inventory(twin.inventory)
+    hosts = sorted({a.host for a in inv.apps if a.kind == "docker"})
+    with Hosts(inv, load_target(twin.dir / "target.yaml")) as pool:
+        for name in hosts:
+            pool[name].run(f"cd {COMPOSE_DIR} 2>/dev/null && docker compose down || true")
+
+
+def test_phase6_without_permission_pulls_no_plug(twin: TwinLab, tmp_path: Path) -> None:
+    code, printed, run_dir = _halab_run(twin, "6", tmp_path)
+    assert code == 0, printed
     doc = json.loads((run_dir / "phase6.checks.json").read_text())
     rehearsal = next(c for c in doc["checks"] if c["id"] == "api-survives-host-loss")
     assert rehearsal["status"] == "skip" and "allow_disruption" in rehearsal["detail"]

@@ -5,6 +5,7 @@ Its twin runs beside the session's on 127.78.0.0/24."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -61,9 +62,9 @@ def test_the_other_twin_is_its_own_cluster(other: TwinLab) -> None:
     )
 
 
-def test_phases_0_1_2_3_6_and_7_on_the_other_shape(other: TwinLab, tmp_path: Path) -> None:
+def test_every_phase_on_the_other_shape(other: TwinLab, tmp_path: Path) -> None:
     done, live = run(
-        "--phases", "0,1,2,3,6,7", "--inventory", str(other.inventory),
+        "--phases", "0,1,2,3,4,6,7,8", "--inventory", str(other.inventory),
         "--target", str(other.dir / "target.yaml"), "--allow-disruption",
         out=tmp_path / "b",
     )  # fmt: skip
@@ -105,6 +106,17 @@ def test_phases_0_1_2_3_6_and_7_on_the_other_shape(other: TwinLab, tmp_path: Pat
     assert {k for k in phase3 if k.startswith("nfs-from-")} == {
         f"nfs-from-{n.name}" for n in load_inventory(other.inventory).nodes_present(3)
     }
+    phase4 = {c["id"]: c for c in checks_of(live, "phase4")}
+    # Its Sonarr is `tvdb-sync` in streaming, on the apps tier (no preference): the library
+    # mount is read-only (no root folder there, a warning), the scratch one takes it.
+    assert phase4["running-tvdb-sync"]["status"] == "pass", phase4["running-tvdb-sync"]
+    assert "on cyclops" in phase4["running-tvdb-sync"]["detail"]
+    assert phase4["media-tvdb-sync-library"]["status"] == "warn", phase4
+    assert "not writable by user 'abc'" in phase4["media-tvdb-sync-library"]["detail"]
+    assert phase4["media-tvdb-sync-shows"]["status"] == "pass", phase4
+    assert "added as a root folder" in phase4["media-tvdb-sync-shows"]["detail"]
+    assert phase4["config-on-seaweedfs-tvdb-sync"]["status"] == "pass", phase4
+    assert "root folders: /tv" in phase4["functional-tvdb-sync"]["detail"]
     phase6 = {c["id"]: c for c in checks_of(live, "phase6")}
     assert phase6["etcd-quorum"]["title"] == "etcd has 5 members and one leader"
     assert phase6["control-plane"]["title"] == "5 control-plane nodes Ready"
@@ -117,9 +129,28 @@ def test_phases_0_1_2_3_6_and_7_on_the_other_shape(other: TwinLab, tmp_path: Pat
     assert "gpu-test-pod-workloads" not in phase7
     assert phase7["loadbalancer"]["status"] == "pass", phase7["loadbalancer"]
     assert "127.78.0.2" in phase7["loadbalancer"]["detail"]  # the pool, on its twin
+    # One node elected, named by its speaker's ServiceL2Status.
+    elected = re.findall(r"announced by (.*)$", phase7["loadbalancer"]["detail"])
+    assert elected and re.fullmatch(r"[a-z0-9-]+ \(L2\)", elected[0]), phase7["loadbalancer"]
     assert phase7["bgp-joined-7"]["status"] == "skip"
+    phase8 = {c["id"]: c for c in checks_of(live, "phase8")}
+    # Its own ClusterPlex: the orchestrator `dispatcher` (LOAD_TASKS) in `streaming`, one
+    # k8s worker `encoder` asking for the right resource (xe), no Docker worker.
+    assert "strategy LOAD_TASKS" in phase8["orchestrator"]["detail"], phase8["orchestrator"]
+    assert phase8["worker-encoder"]["status"] == "pass", phase8["worker-encoder"]
+    assert phase8["pms-jellyfin"]["status"] == "pass", phase8["pms-jellyfin"]
+    assert "workers_active 1" in phase8["workers-registered"]["detail"]
+    assert phase8["jobs-distributed"]["detail"].startswith("4/4 succeeded")
+    assert not any(k.startswith("docker-worker-") for k in phase8)
+    # Its PMS mounts its library at /library and shares /scratch with the worker: the
+    # libraries and the transcoder directory follow the inventory, not the plan's paths.
+    assert phase8["plex-library-jellyfin"]["status"] == "pass", phase8["plex-library-jellyfin"]
+    assert "/library/" in phase8["plex-library-jellyfin"]["detail"]
+    assert "/scratch" in phase8["plex-transcode-dir-jellyfin"]["detail"]
+    assert phase8["plex-transcodes"]["status"] in ("pass", "skip"), phase8["plex-transcodes"]
     every = [*phase0.values(), *phase1.values(), *phase2.values(), *phase3.values()]
-    every += [*phase6.values(), *phase7.values()]
+    every += phase4.values()
+    every += [*phase6.values(), *phase7.values(), *phase8.values()]
     failed = [(c["id"], c["detail"]) for c in every if c["status"] == "fail"]
     assert not failed, failed
     for check in every:
@@ -127,7 +158,8 @@ def test_phases_0_1_2_3_6_and_7_on_the_other_shape(other: TwinLab, tmp_path: Pat
         assert not any(name in text for name in PLAN_NAMES), text
     # app-writes-ro-export is the inventory's answer (no app mounts library read-write):
     # nothing is asked of the cluster for it.
-    live_checks = [*phase1.values(), *phase2.values(), *phase6.values(), *phase7.values()]
+    live_checks = [*phase1.values(), *phase2.values(), *phase4.values(), *phase6.values()]
+    live_checks += phase7.values()
     live_checks += [c for c in phase3.values() if c["id"] != "app-writes-ro-export"]
     assert all(c["seconds"] > 0 for c in live_checks if c["status"] != "skip")
 

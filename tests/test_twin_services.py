@@ -4,7 +4,6 @@ ready endpoints, refuse when there are none, and are allocated as kube-apiserver
 from __future__ import annotations
 
 import socket
-import urllib.request
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from twinlab import TwinLab, eventually
+from twinlab import TwinLab, eventually, http_body
 
 pytestmark = pytest.mark.twin
 
@@ -37,14 +36,6 @@ def service(name: str, kind: str = "ClusterIP", **spec: Any) -> dict[str, Any]:
     return {"metadata": {"name": name}, "spec": body}
 
 
-def get(address: str, port: int) -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://{address}:{port}/", timeout=3) as resp:
-            return str(resp.read().decode())
-    except OSError:
-        return None
-
-
 def refused(address: str, port: int) -> bool:
     try:
         socket.create_connection((address, port), timeout=3).close()
@@ -62,7 +53,7 @@ def test_cluster_ip_and_node_ports_reach_ready_endpoints_and_refuse_without(
     assert IPv4Address(ip).is_loopback, ip  # the twin's service range is on loopback
     assert refused(ip, 8080)  # no endpoint yet: refused, as kube-proxy's REJECT
     apps.create_namespaced_deployment(ns, web("web", 2))
-    answer = eventually(lambda: get(ip, 8080), 60, f"the ClusterIP {ip}:8080 answers")
+    answer = eventually(lambda: http_body(ip, 8080), 60, f"the ClusterIP {ip}:8080 answers")
     assert "placeholder for nginx" in answer
     nodes = [
         next(a.address for a in n.status.addresses if a.type == "InternalIP")
@@ -70,7 +61,7 @@ def test_cluster_ip_and_node_ports_reach_ready_endpoints_and_refuse_without(
     ]
     for address in nodes:
         eventually(
-            lambda a=address: get(a, node_port), 30, f"NodePort {address}:{node_port} answers"
+            lambda a=address: http_body(a, node_port), 30, f"NodePort {address}:{node_port} answers"
         )
     # From a pod, by name, through the cluster DNS and the ClusterIP.
     fetch = {

@@ -5,6 +5,7 @@ exports; the facts table of the shipped inventory matches it. The session's twin
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import signal
@@ -321,10 +322,16 @@ def test_docker_compose_up_starts_the_rendered_services_and_down_stops_them(
             assert f" Container {container}  Started" in up.stderr
         listed = host.run(["docker", "ps", "--format", "{{.Names}} {{.State}}"], check=True)
         assert {f"{c} running" for c in containers} <= set(listed.stdout.splitlines())
-        for port in ports:  # published on the host's own address
-            assert _listens(hosts.address(name), port)
-        logs = host.run(["docker", "logs", containers[0]], check=True).stdout
-        assert "placeholder" in logs  # the twin has no program for the image, and says so
+        for port in ports:  # published on the host's own address, once the program listens
+            eventually(lambda p=port: _listens(hosts.address(name), p), 30, f"port {port}")
+        # The shipped Docker app is the ClusterPlex worker: the twin's stand-in runs it.
+        eventually(
+            lambda: (
+                "Worker listening on port" in host.run(["docker", "logs", containers[0]]).stdout
+            ),
+            30,
+            "the worker stand-in's start in `docker logs`",
+        )
         again = host.run(["docker", "compose", "-f", remote, "up", "-d"], check=True)
         assert f" Container {containers[0]}  Running" in again.stderr
     finally:
@@ -350,7 +357,8 @@ def test_a_compose_service_runs_with_its_environment_volumes_and_restart(
         "    restart: unless-stopped\n"
         '    environment: {GREETING: "${WHO:-nobody}"}\n'
         "    volumes: [/mnt/user/halab-probe:/data, ./conf:/conf:ro]\n"
-        '    command: sh -c "echo $$GREETING >> /data/out; touch /conf/x || echo ro; exit 3"\n'
+        '    command: sh -c "echo $$GREETING >> /data/out; grep nameserver /etc/resolv.conf'
+        ' > /data/dns; touch /conf/x || echo ro; exit 3"\n'
     )
     host.upload(local, "/mnt/user/appdata/probe/compose.yaml")
     here = "cd /mnt/user/appdata/probe && "
@@ -366,6 +374,10 @@ def test_a_compose_service_runs_with_its_environment_volumes_and_restart(
         )
         logs = host.run(here + "docker compose logs --tail 1", check=True).stdout
         assert logs.strip() == "probe  | ro"  # the :ro volume refused the write
+        # Names resolve through the home gateway, as the host's own resolv.conf says at
+        # home: on the twin's loopback, never this machine's resolver.
+        server = host.read("/mnt/user/halab-probe/dns").split()[1]
+        assert ipaddress.ip_address(server) in ipaddress.ip_network("127.0.0.0/8"), server
     finally:
         host.run(here + "docker compose down", check=True)
         host.run("rm -rf /mnt/user/halab-probe /mnt/user/appdata/probe", check=True)

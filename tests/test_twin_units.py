@@ -15,7 +15,12 @@ from halab.twin.api.resources import Registry
 from halab.twin.api.selectors import field_matcher, label_matcher
 from halab.twin.api.status import ApiError
 from halab.twin.api.tables import age, table
-from halab.twin.controllers.nodelifecycle import eviction_due
+from halab.twin.controllers.nodelifecycle import (
+    eviction_due,
+    may_taint_no_execute,
+    zone_key,
+    zone_state,
+)
 
 
 def labelled(**labels: str) -> dict[str, Any]:
@@ -216,3 +221,33 @@ def test_tables_and_ages() -> None:
         {},
     )
     assert doc["rows"][0]["cells"][1] == "NotReady,SchedulingDisabled"
+
+
+@pytest.mark.parametrize(
+    ("ready", "not_ready", "state"),
+    [
+        (6, 0, "Normal"),
+        (3, 3, "Normal"),  # half of six is under the 0.55 threshold
+        (2, 4, "PartialDisruption"),
+        (1, 2, "Normal"),  # two not-ready nodes are never a partial disruption
+        (0, 2, "FullDisruption"),
+    ],
+)
+def test_zone_states_as_the_node_lifecycle_controller_judges(
+    ready: int, not_ready: int, state: str
+) -> None:
+    assert zone_state(ready, not_ready) == state
+
+
+def test_no_execute_taints_stop_in_a_disrupted_small_zone_and_everywhere_down() -> None:
+    assert may_taint_no_execute("Normal", 6, everywhere_full=False)
+    assert not may_taint_no_execute("PartialDisruption", 6, everywhere_full=False)
+    assert may_taint_no_execute("PartialDisruption", 80, everywhere_full=False)
+    assert may_taint_no_execute("FullDisruption", 6, everywhere_full=False)  # one zone of many
+    assert not may_taint_no_execute("FullDisruption", 6, everywhere_full=True)
+
+
+def test_zones_come_from_the_topology_labels() -> None:
+    assert zone_key({"metadata": {"labels": {}}}) == ""
+    zoned = {"metadata": {"labels": {"topology.kubernetes.io/zone": "shelf-1"}}}
+    assert zone_key(zoned) == ":\x00:shelf-1"

@@ -75,7 +75,9 @@ def test_resources_and_gpu(twin: TwinLab) -> None:
     assert set(with_gpu) == {"k3s-w3"}  # the LXC the plan passes the iGPU to
     resource = with_gpu["k3s-w3"].resource_name
     slots = str(with_gpu["k3s-w3"].shared_dev_num)
-    assert gpu_allocatable(core, resource) == {}  # no plugin, no GPU offered
+    # No plugin runs, so no node offers one (a node the plugin ran on earlier in the
+    # session keeps the resource at 0, as the kubelet's device manager does).
+    assert not {n: v for n, v in gpu_allocatable(core, resource).items() if v != "0"}
     wants = {"limits": {resource: "1"}}
     ffmpeg = [{"name": "c", "image": "jellyfin/ffmpeg", "resources": wants}]
     core.create_namespaced_pod(ns, pod("gpu", containers=ffmpeg, tolerations=GPU_TOLERATION))
@@ -329,3 +331,45 @@ def test_service_endpoints_follow_ready_pods(twin: TwinLab) -> None:
 
     ips = eventually(addresses, 30, "two ready endpoints on the named port")
     assert all(ip.startswith("127.42.") for ip in ips)
+
+
+def test_a_deployment_the_api_refuses_holds_back_no_other(twin: TwinLab) -> None:
+    """Controllers sync each object on its own: a Deployment whose ReplicaSet the API
+    refuses (its name would pass 253 characters) gets the deployment controller's event
+    and is retried, while one created after it rolls out as usual."""
+    core, apps, ns = client.CoreV1Api(twin.api()), client.AppsV1Api(twin.api()), twin.namespace()
+
+    def deployment(name: str) -> dict[str, Any]:
+        labels = {"app": "refused" if len(name) > 63 else name}
+        return {
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels}, "spec": pod("x")["spec"]},
+            },
+        }
+
+    long_name = "refused-" + "x" * 240  # valid for a Deployment, too long for its ReplicaSet
+    apps.create_namespaced_deployment(ns, deployment(long_name))
+
+    def refusal() -> str | None:
+        for event in core.list_namespaced_event(ns).items:
+            if event.reason == "ReplicaSetCreateError" and event.involved_object.name == long_name:
+                return str(event.message)
+        return None
+
+    message = eventually(refusal, 30, "the refused ReplicaSet is reported on its Deployment")
+    assert "must be no more than 253 characters" in message
+    apps.create_namespaced_deployment(ns, deployment("after"))
+    eventually(
+        lambda: (apps.read_namespaced_deployment("after", ns).status.available_replicas or 0) == 1,
+        60,
+        "the Deployment created after the refused one becomes available",
+    )
+    assert not apps.list_namespaced_replica_set(ns, label_selector="app=refused").items
+    # Still refused, and said once: the controller retries it without an event a pass.
+    events = [
+        e for e in core.list_namespaced_event(ns).items if e.reason == "ReplicaSetCreateError"
+    ]
+    assert len(events) == 1

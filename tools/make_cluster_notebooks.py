@@ -1,4 +1,4 @@
-"""Write notebooks/phase1, phase2, phase3, phase6 and phase7.ipynb (no outputs, stable cell ids).
+"""Write notebooks/phase1, phase2, phase3, phase4, phase6, phase7 and phase8.ipynb (no outputs, stable cell ids).
 
 Run after changing the cells here: python tools/make_cluster_notebooks.py
 """
@@ -268,6 +268,68 @@ PHASE3 = [
     new_code_cell("evidence.finish(ev)"),
 ]
 
+PHASE4 = [
+    new_markdown_cell(
+        "# Phase 4: the test workload\n"
+        "\n"
+        "The plan's *Phase 4: Sonarr Deployment*: the `media` namespace and Sonarr from the "
+        "rendered `apps/`, its config on a SeaweedFS volume and its media on the Unraid NFS "
+        "export, and the plan's validation: Sonarr Running on w1 (it prefers `role=primary`), "
+        "its config stored in the SeaweedFS volume, the media reached over NFS, Sonarr "
+        "working.\n"
+        "\n"
+        "Which apps these are (every app of role `app` that keeps state on SeaweedFS), the "
+        "node each prefers and its volumes are the inventory's. Sonarr is checked through "
+        "its own API with pyarr, reached through the API server's service proxy with the "
+        "API key from its `config.xml` on the volume (never shown): the plan's *add test "
+        "series* is done through the API and the series then read back from Sonarr's own "
+        "database fetched through SeaweedFS's filer, and removed again. Phases 2 and 3 come "
+        "first: the storage class and the NFS claims are theirs."
+    ),
+    new_code_cell(PARAMS, metadata={"tags": ["parameters"]}),
+    new_code_cell(
+        "from halab import evidence\n"
+        "from halab.changes import changes_table\n"
+        "from halab.context import open_context, evidence_for\n"
+        "from halab.kube import api_client\n"
+        "from halab.phases import phase4\n"
+        "\n"
+        "ctx = open_context(inventory, target=target or None, run_dir=run_dir)\n"
+        'ev = evidence_for(ctx, "phase4")\n'
+        "api = api_client(ctx.target) if ctx.target else None  # None: live checks are "
+        "skipped\n"
+        "ctx.summary()"
+    ),
+    new_markdown_cell(
+        "## The test workload\n"
+        "\n"
+        "Each app, the node it prefers, its SeaweedFS volume and its NFS mounts (read-only "
+        "or not, as the inventory mounts them)."
+    ),
+    new_code_cell("phase4.scope(ctx)"),
+    new_markdown_cell(
+        "## Build\n"
+        "\n"
+        "Phase 4's part of `apps/`: the namespace, the config claim, the Deployment and its "
+        "Service (idempotent: what is already there is left as it is), then the pods "
+        "awaited."
+    ),
+    new_code_cell(
+        "changes = phase4.deliver(ctx, api)\n"
+        "changes.append(phase4.wait_running(ctx, api))\n"
+        "changes_table(changes)"
+    ),
+    new_markdown_cell(
+        "## Validation\n"
+        "\n"
+        "One check per line of the plan's validation. A media mount Sonarr may not write "
+        "cannot be its root folder (where it imports what it grabs): with the plan's "
+        "read-only media export that is a warning naming finding `nfs-write-to-ro-export`."
+    ),
+    new_code_cell("found = phase4.checks(ctx, api)\nev.add(*found)\nev"),
+    new_code_cell("evidence.finish(ev)"),
+]
+
 PHASE6 = [
     new_markdown_cell(
         "# Phase 6: control-plane HA\n\n"
@@ -403,6 +465,53 @@ PHASE7 = [
 ]
 
 
+PHASE8 = [
+    new_markdown_cell(
+        "# Phase 8: ClusterPlex\n\nThe plan's *Phase 8: ClusterPlex Deployment*: the orchestrator, Plex Media Server and the Kubernetes GPU worker from the rendered `apps/` tree, the Unraid Docker worker started with `docker compose up -d` over SSH from the rendered `external/.../docker-compose.yml`, and the plan's validation: the orchestrator and PMS Running behind their LoadBalancer addresses, the GPU worker Running with its resource, the Docker worker running, both workers registered, and transcode jobs distributed across workers.\n\nWhich apps these are, where each runs and how many workers to expect are the inventory's (its `role:` fields). Two kinds of job: ClusterPlex's synthetic ones (the worker's `testpayload` hook: five seconds, then success) posted the way PMS's job poster posts a transcode, and real transcodes started through Plex, as a player starts them, whose speed each worker's ffmpeg reports."
+    ),
+    new_code_cell(
+        '# Parameters (papermill replaces these)\ninventory = "params/cluster.yaml"\ntarget = "outputs/twin/target.yaml"  # `halab twin up` writes it; yours: params/target-home.yaml\nrun_dir = "outputs/runs/interactive"\nallow_disruption = False\njobs = 4  # synthetic jobs posted at once for the distribution check',
+        metadata={"tags": ["parameters"]},
+    ),
+    new_code_cell(
+        'from halab import evidence\nfrom halab.changes import changes_table\nfrom halab.context import open_context, evidence_for\nfrom halab.kube import api_client\nfrom halab.phases import phase8\n\nctx = open_context(inventory, target=target or None, run_dir=run_dir, allow_disruption=allow_disruption)\nev = evidence_for(ctx, "phase8")\napi = api_client(ctx.target) if ctx.target else None  # None: live checks are skipped\nctx.summary()'
+    ),
+    new_markdown_cell(
+        "## ClusterPlex's parts\n\nPMS, the orchestrator and every worker, where each runs, its image and the GPU resource it asks for. The orchestrator's `WORKER_SELECTION_STRATEGY` decides where jobs go (ClusterPlex's default is `LOAD_RANK`, which ranks workers by CPU alone)."
+    ),
+    new_code_cell("phase8.scope(ctx)"),
+    new_markdown_cell(
+        "## Build\n\nPhase 8's part of `apps/` (idempotent: what is already there is left as it is), then each Docker worker's host gets its rendered compose file and runs `docker compose up -d`, then the orchestrator's LoadBalancer address is awaited. Last, as a user does in Plex's settings: a library for each top folder of PMS's media mount (a folder named for TV a TV library, any other a movie library) and Plex's transcoder directory on the volume the workers share (the rendered init container sets it too, but only from PMS's second start: Plex writes its Preferences.xml on the first)."
+    ),
+    new_code_cell(
+        "changes = phase8.deliver(ctx, api)\nchanges += phase8.compose_up(ctx)\nchanges.append(phase8.wait_running(ctx, api))\nchanges += phase8.prepare_plex(ctx, api)\nchanges_table(changes)"
+    ),
+    new_markdown_cell(
+        "## Validation\n\nOne check per line of the plan's validation, plus the two settings ClusterPlex depends on and nothing enforces: PMS and the workers on the same Plex image, and one transcode directory shared at one path. A worker asking for a GPU resource no plugin offers stays Pending, and its check quotes the scheduler."
+    ),
+    new_code_cell("found = phase8.checks(ctx, api, jobs=jobs)\nev.add(*found)\nev"),
+    new_markdown_cell(
+        "## Where the jobs went\n\nThe distribution check's jobs per worker, read from the orchestrator's own `Forwarding work request to <id>|<host>` lines."
+    ),
+    new_code_cell(
+        'spread = next((c.data for c in found if c.id == "jobs-distributed" and c.data is not None), None)\nif spread is not None and len(spread):\n    ax = spread.plot.bar(x="worker", y="jobs", legend=False, title=f"{jobs} jobs at once")\n    ax.set_ylabel("jobs")\nspread if spread is not None else "no jobs were posted"\n'
+    ),
+    new_markdown_cell(
+        "## The transcodes through Plex\n\nEach session as the player saw it: Plex's own `speed` for it (`/transcode/sessions`), how long it took to play to the end, and how many segments it fetched."
+    ),
+    new_code_cell(
+        'sessions = next((c.data for c in found if c.id == "plex-transcodes" and c.data is not None), None)\nsessions if sessions is not None else "no transcode was started through Plex"'
+    ),
+    new_markdown_cell(
+        "## Transcode report\n\nEach worker's finished transcodes, from the progress its ffmpeg wrote into the worker's log: the median and slowest speed (times realtime) and the median fps. Below 1.0x a player stalls; the line marks it."
+    ),
+    new_code_cell(
+        'from matplotlib.figure import Figure\n\nreport = phase8.transcode_report(ctx, api)\nev.add(phase8.check_report(report))\nshown = report.dropna(subset=["median speed (x)"])\nif len(shown):\n    fig = Figure(figsize=(6, 3))\n    ax = fig.subplots()\n    ax.bar(shown["worker"], shown["median speed (x)"], label="median")\n    ax.scatter(shown["worker"], shown["slowest (x)"], color="black", zorder=3, label="slowest")\n    ax.axhline(1.0, color="red", linestyle="--", label="1.0x: realtime")\n    ax.set_ylabel("x realtime")\n    ax.set_title("Transcode speed per worker")\n    ax.legend()\n    display(ev.figure(fig, "transcode-report"))\nreport'
+    ),
+    new_code_cell("evidence.finish(ev)"),
+]
+
+
 def write(name: str, cells: list[nbformat.NotebookNode]) -> None:
     for n, cell in enumerate(cells):
         cell["id"] = f"cell-{n:02d}"
@@ -417,5 +526,7 @@ if __name__ == "__main__":
     write("phase1", PHASE1)
     write("phase2", PHASE2)
     write("phase3", PHASE3)
+    write("phase4", PHASE4)
     write("phase6", PHASE6)
     write("phase7", PHASE7)
+    write("phase8", PHASE8)

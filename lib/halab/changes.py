@@ -18,13 +18,16 @@ class Change:
     changed: bool
     detail: str
     dry_run: bool = False
+    failed: bool = False  # the step did not get there (a wait that ran out, say)
 
 
 def changes_table(changes: list[Change]) -> pd.DataFrame:
     rows = [
         {
             "step": c.step,
-            "result": "would change" if c.dry_run else ("changed" if c.changed else "already so"),
+            "result": "would change"
+            if c.dry_run
+            else ("failed" if c.failed else "changed" if c.changed else "already so"),
             "detail": c.detail,
         }
         for c in changes

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from ipaddress import IPv4Network
 from pathlib import Path
+from typing import Any
 
 from halab.errors import HalabError
 from halab.paths import project_root, resolve
@@ -217,8 +218,6 @@ def _media_option(values: list[str]) -> dict[str, Path]:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    import json
-    import time
 
     from halab.transcode.bench import BenchConfig, run_bench
     from halab.transcode.report import render_compare, write_report
@@ -236,6 +235,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         out.write_text(render_compare(docs), encoding="utf-8")
         print(out)
         return 0
+
+    if args.through == "plex":
+        return _bench_through_plex(args)
 
     from halab.inventory import load_inventory
     from halab.target import load_target
@@ -269,17 +271,52 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     finally:
         for runner in runners:
             runner.close()
-    out = (
-        resolve(args.out)
-        if args.out
-        else resolve(f"outputs/bench/{time.strftime('%Y%m%d-%H%M%S')}.json")
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    out = _write_result(args.out, "", doc)
     report = write_report(doc, out.with_suffix(".html"))
     failed = [w["name"] for w in doc["workers"] if w["status"] != "ok"]
     print(f"result: {out}\nreport: {report}")
     return 1 if failed else 0
+
+
+def _write_result(chosen: str | None, prefix: str, doc: dict[str, Any]) -> Path:
+    """A bench result as JSON: where asked, else outputs/bench/<prefix><time>.json."""
+    import json
+    import time
+
+    out = resolve(chosen or f"outputs/bench/{prefix}{time.strftime('%Y%m%d-%H%M%S')}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    return out
+
+
+def _bench_through_plex(args: argparse.Namespace) -> int:
+    """`halab bench --through plex`: the cluster's capacity as Plex's users see it."""
+
+    from halab.context import open_context
+    from halab.kube import api_client
+    from halab.phases.plex_transcodes import connect
+    from halab.transcode.through_plex import capacity, pick
+
+    if not args.target:
+        print("halab bench --through plex needs --target (where PMS runs)", file=sys.stderr)
+        return 2
+    ctx = open_context(resolve(args.inventory), target=resolve(args.target))
+    assert ctx.target is not None
+    pms = [a for a in ctx.inventory.apps if a.role == "plex"]
+    if not pms:
+        print(f"{args.inventory}: no app with role: plex", file=sys.stderr)
+        return 2
+    plex = connect(ctx, api_client(ctx.target), pms[0])
+    item = pick(plex, args.item)
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    say(f"{pms[0].name}: transcoding {item.title!r} 1, 2, 4 ... at once")
+    doc = capacity(plex, item, most=args.max_streams, progress=say)
+    out = _write_result(args.out, "plex-", doc)
+    print(f"realtime transcodes through {pms[0].name}: {doc['realtime_transcodes']}\nresult: {out}")
+    return 0 if doc["realtime_transcodes"] else 1
 
 
 def _twin_network(text: str) -> IPv4Network:
@@ -466,6 +503,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--together", action="store_true", help="measure all workers at once (cluster-wide run)"
     )
+    b.add_argument(
+        "--through",
+        choices=("ffmpeg", "plex"),
+        default="ffmpeg",
+        help="ffmpeg: each worker's own capacity (default); plex: 1, 2, 4 ... transcodes "
+        "started through PMS at once, each session's speed as Plex reports it (--target)",
+    )
+    b.add_argument("--item", default=None, help="with --through plex: the library item's title")
     b.add_argument("--out", default=None, help="result JSON (default outputs/bench/<time>.json)")
     b.set_defaults(func=_cmd_bench, bench_command=None)
     bsub = b.add_subparsers(dest="bench_command")

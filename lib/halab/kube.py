@@ -53,6 +53,23 @@ def server_url(target: Target) -> str:
     return str(conf.host)
 
 
+def service_proxy(api: Any, namespace: str, service: str, port: int) -> tuple[str, dict[str, Any]]:
+    """A Service port reached through the API server's proxy, for an HTTP client other
+    than the Kubernetes one: its base URL, and what `requests` must present there (the
+    kubeconfig's CA, client certificate or token). A ClusterIP Service is reached so from
+    outside the cluster, as `kubectl get --raw .../proxy/...` reaches it."""
+    conf = api.configuration
+    base = f"{str(conf.host).rstrip('/')}/api/v1/namespaces/{namespace}"
+    options: dict[str, Any] = {"verify": conf.ssl_ca_cert or bool(conf.verify_ssl)}
+    if conf.cert_file and conf.key_file:
+        options["cert"] = (conf.cert_file, conf.key_file)
+    token = (conf.api_key or {}).get("authorization") or (conf.api_key or {}).get("BearerToken")
+    if token:
+        bearer = token if str(token).lower().startswith("bearer ") else f"Bearer {token}"
+        options["headers"] = {"Authorization": bearer}
+    return f"{base}/services/{service}:{port}/proxy", options
+
+
 def node_table(api: Any) -> pd.DataFrame:
     from kubernetes import client
 

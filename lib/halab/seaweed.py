@@ -93,10 +93,13 @@ class SeaweedFS:
         method: str = "GET",
         params: dict[str, str] | None = None,
         body: bytes | None = None,
+        accept: str | None = None,
     ) -> Answer:
         """One HTTP call to a SeaweedFS server through the service proxy."""
         resource = f"/api/v1/namespaces/{self.namespace}/services/{service}:{port}/proxy/{path}"
         headers = {"Content-Type": "application/octet-stream"} if body is not None else {}
+        if accept:
+            headers["Accept"] = accept
         where = f"{service}:{port} (through the API server's service proxy)"
         try:
             m, url, hdrs, _, _ = self.api.param_serialize(
@@ -241,6 +244,23 @@ class SeaweedFS:
                 answer.error_text(),
             )
         return answer.body
+
+    def ls(self, path: str, filer: str | None = None) -> list[str]:
+        """The names in a filer directory (empty when it does not exist)."""
+        filer = filer or self.filers[0]
+        where = path.strip("/") + "/"
+        answer = self.call(filer, FILER_PORT, where, accept="application/json")
+        if answer.status == 404:
+            return []
+        if answer.status != 200:
+            raise SeaweedError(
+                f"{filer}:{FILER_PORT}",
+                f"listing {path} failed",
+                answer.status,
+                answer.error_text(),
+            )
+        entries = answer.json().get("Entries") or []
+        return sorted(str(e.get("FullPath", "")).rsplit("/", 1)[-1] for e in entries)
 
     def chunks(self, path: str, filer: str | None = None) -> list[str]:
         """The file ids ("3,01637037d6") of a file's chunks, from the filer's metadata."""

@@ -11,6 +11,7 @@ from typing import Any
 from halab.context import Context
 from halab.evidence import Check, Status
 from halab.inventory import Node
+from halab.inventory.model import App
 from halab.kube import ClusterError, wait_for
 
 CHECK_NAMESPACE = "halab-checks"
@@ -271,3 +272,20 @@ def _last_warning(core: Any, namespace: str, pod: str) -> str:
         return ""
     warnings = [e for e in events if e.type == "Warning"]
     return f"; its last warning: {warnings[-1].reason}: {warnings[-1].message}" if warnings else ""
+
+
+def app_pods(api: Any, app: App) -> list[Any]:
+    """The app's pods by the rendered name label, those being deleted left out."""
+    from kubernetes import client
+
+    selector = f"app.kubernetes.io/name={app.name}"
+    found = client.CoreV1Api(api).list_namespaced_pod(app.namespace, label_selector=selector)
+    return [p for p in found.items if p.metadata.deletion_timestamp is None]
+
+
+def pod_ready(pod: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def ready_pods(api: Any, app: App) -> list[Any]:
+    return [p for p in app_pods(api, app) if pod_ready(p)]

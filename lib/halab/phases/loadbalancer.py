@@ -11,6 +11,7 @@ checks phases 0, 6 and 7 share.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.request
@@ -111,7 +112,7 @@ def check_config(ctx: Context, api: Any) -> Check:
     return timed("metallb-config", "MetalLB's pool and BGP peer are the inventory's", run)
 
 
-def _in_pool(ctx: Context, address: str) -> bool:
+def in_pool(ctx: Context, address: str) -> bool:
     """Whether an address is in the inventory's pool, as the target maps it."""
     assert ctx.target is not None
     for entry in ctx.inventory.network.metallb.pool:
@@ -187,7 +188,7 @@ def _probe(ctx: Context, core: Any, name: str, start: float, timeout: float) -> 
             "MetalLB's controller running, and the pool not used up?"
         )
     got = time.monotonic() - start
-    if not _in_pool(ctx, ip):
+    if not in_pool(ctx, ip):
         return (
             "fail",
             f"{ip} is not in the inventory's pool {', '.join(ctx.inventory.network.metallb.pool)}",
@@ -207,10 +208,45 @@ def _probe(ctx: Context, core: Any, name: str, start: float, timeout: float) -> 
             f"{ip} was assigned in {got:.1f} s but nothing answers there from this machine: "
             "no speaker announces it (BGP session down, or no node elected in L2)"
         )
+    answered = time.monotonic() - start
     return "pass", (
         f"{ip} assigned in {got:.1f} s, HTTP {code} from this machine "
-        f"{time.monotonic() - start:.1f} s after the Service was created"
+        f"{answered:.1f} s after the Service was created; {_announcers(core.api_client, name)}"
     )
+
+
+def _announcers(api: Any, name: str, timeout: float = 10) -> str:
+    """Which nodes announce the Service, from the speakers' status objects (MetalLB 0.14
+    and later: one ServiceL2Status or ServiceBGPStatus per announcing node)."""
+    kinds = (("servicel2statuses", "L2"), ("servicebgpstatuses", "BGP"))
+
+    def found() -> list[str] | None:
+        nodes = [
+            f"{obj['status']['node']} ({mode})"
+            for plural, mode in kinds
+            for obj in _objects(api, "v1beta1", plural)
+            if (obj.get("status") or {}).get("serviceName") == name
+            and (obj.get("status") or {}).get("serviceNamespace") == CHECK_NAMESPACE
+            and (obj.get("status") or {}).get("node")
+        ]
+        return sorted(nodes) or None
+
+    # Speakers write their status objects each on its own time: the answer is the set
+    # once it has stopped growing for two seconds (or what there is at the timeout).
+    deadline = time.monotonic() + timeout
+    seen: list[str] | None = None
+    steady_since = time.monotonic()
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):  # a status list mid-change: look again
+            now = found()
+            if now != seen:
+                seen, steady_since = now, time.monotonic()
+            elif seen and time.monotonic() - steady_since >= 2.0:
+                break
+        time.sleep(0.25)
+    if not seen:
+        return "no speaker status object names it (MetalLB older than 0.14 has none)"
+    return "announced by " + ", ".join(seen)
 
 
 def bgp_summary(ctx: Context) -> dict[str, dict[str, Any]]:

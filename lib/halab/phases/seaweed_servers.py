@@ -57,19 +57,47 @@ def wait_ready(api: Any, want: set[str], timeout: float = 180) -> Change:
     core = client.CoreV1Api(api)
     start = time.monotonic()
 
+    pods: dict[str, Any] = {}
+
     def ready() -> bool:
-        pods = core.list_namespaced_pod(storage.NS).items
-        up = {p.metadata.name for p in pods if pod_ready(p)}
-        return want <= up
+        pods.clear()
+        pods.update({p.metadata.name: p for p in core.list_namespaced_pod(storage.NS).items})
+        return all(name in pods and pod_ready(pods[name]) for name in want)
 
     try:
         wait_for(ready, timeout, f"{len(want)} SeaweedFS pods Ready")
-    except Exception as exc:  # the checks say which pod is not
-        return Change("wait for SeaweedFS", False, explain(exc))
+    except Exception as exc:
+        late = [
+            f"{n} ({_why_not_ready(pods.get(n))})"
+            for n in sorted(want)
+            if not (n in pods and pod_ready(pods[n]))
+        ]
+        return Change(
+            "wait for SeaweedFS",
+            False,
+            f"{explain(exc)}; not Ready: {', '.join(late) or 'none'}",
+            failed=True,
+        )
     return Change(
         "wait for SeaweedFS",
         False,
         f"{len(want)} pods Ready after {time.monotonic() - start:.1f} s",
+    )
+
+
+def _why_not_ready(pod: Any) -> str:
+    """A pod's state in a few words: missing, its phase, or its containers' waiting reasons."""
+    if pod is None:
+        return "no such pod"
+    node = pod.spec.node_name or "unscheduled"
+    waiting = [
+        c.state.waiting.reason
+        for c in pod.status.container_statuses or []
+        if c.state and c.state.waiting and c.state.waiting.reason
+    ]
+    deleting = ", terminating" if pod.metadata.deletion_timestamp else ""
+    return f"{pod.status.phase} on {node}{deleting}" + (
+        f", {', '.join(waiting)}" if waiting else ""
     )
 
 
@@ -118,5 +146,5 @@ def wait_restarted(
             f"the {len(before)} SeaweedFS pods of {', '.join(sorted(nodes))} started again",
         )
     except Exception as exc:
-        return Change("wait for SeaweedFS", False, explain(exc))
+        return Change("wait for SeaweedFS", False, explain(exc), failed=True)
     return wait_ready(api, want, timeout)

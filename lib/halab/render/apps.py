@@ -8,6 +8,7 @@ a TCP check on the first port elsewhere.
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
 from typing import Any
 
 from halab.inventory import App, Inventory
@@ -146,6 +147,24 @@ def orchestrator_ip(inv: Inventory) -> str:
     return str(parse_range(inv.network.metallb.pool[0]).first)
 
 
+def pinned_addresses(inv: Inventory) -> dict[str, str]:
+    """Every app's LoadBalancer address, pinned: the orchestrator the pool's first, the
+    others the next ones in inventory order. Pinning the orchestrator alone is not enough:
+    MetalLB hands the first free address to whichever unpinned Service it sees first, and
+    PMS created beside the orchestrator took the orchestrator's address (seen on the
+    twin), leaving it Pending and the Unraid worker with nothing to reach. Pinned, each
+    address also stays the same across re-creations (Plex clients, bookmarks)."""
+    addresses = []
+    for entry in inv.network.metallb.pool:
+        span = parse_range(entry)
+        addresses += [str(IPv4Address(n)) for n in range(int(span.first), int(span.last) + 1)]
+    wanted = sorted(
+        (a for a in inv.apps if a.service == "LoadBalancer" and a.ports and a.kind != "docker"),
+        key=lambda a: a.role != "orchestrator",  # stable: the rest keep inventory order
+    )
+    return {a.name: ip for a, ip in zip(wanted, addresses, strict=False)}
+
+
 def workload(app: App, inv: Inventory) -> list[Obj]:
     lab = labels(app.name, app.role)
     volumes, mounts, claims = app_volumes(app)
@@ -215,8 +234,9 @@ def workload(app: App, inv: Inventory) -> list[Obj]:
             "ports": [{"name": f"p{p}", "port": p, "targetPort": p} for p in app.ports],
         }
         svc_meta = meta(app.name, app.namespace, labels=lab)
-        if app.role == "orchestrator" and app.service == "LoadBalancer":
-            svc_meta["annotations"] = {"metallb.io/loadBalancerIPs": orchestrator_ip(inv)}
+        pinned = pinned_addresses(inv).get(app.name) if app.service == "LoadBalancer" else None
+        if pinned:
+            svc_meta["annotations"] = {"metallb.io/loadBalancerIPs": pinned}
         objs.append({"apiVersion": "v1", "kind": "Service", "metadata": svc_meta, "spec": svc})
     return objs
 

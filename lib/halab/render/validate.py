@@ -17,9 +17,6 @@ from importlib import resources
 from pathlib import PurePosixPath
 from typing import Any
 
-import jsonschema
-import kubernetes_validate
-
 from halab.errors import InputError, Problem
 from halab.render.yamltext import Obj, load_all
 
@@ -88,6 +85,9 @@ def _where(doc: Obj, index: int) -> str:
 
 def validate_object(doc: Obj, kube_version: str) -> list[str]:
     """Messages for one object; empty when it is valid."""
+    import jsonschema
+    import kubernetes_validate
+
     api, kind = str(doc.get("apiVersion")), str(doc.get("kind"))
     if (api, kind) in _crd_schemas():
         validator = jsonschema.Draft202012Validator(_crd_schemas()[(api, kind)])
@@ -109,6 +109,10 @@ def validate_object(doc: Obj, kube_version: str) -> list[str]:
 
 def validate_tree(files: dict[str, str], kube_version: str) -> None:
     """Raise RenderError listing every invalid object of every file."""
+    # Imported here, not with the module: jsonschema's format checkers build a grammar at
+    # import (1.3 s here), and every notebook kernel that imports a phase would pay it.
+    import jsonschema
+
     problems: list[Problem] = []
     version = f"{kube_version}.0" if kube_version.count(".") == 1 else kube_version
     for path, text in files.items():

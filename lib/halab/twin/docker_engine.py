@@ -44,6 +44,7 @@ TOP_KEYS = {"services", "name", "version"}
 RESTART_POLICIES = {"no", "always", "unless-stopped", "on-failure"}
 STOP_GRACE = 10.0  # s: docker stop's default
 RESTART_DELAYS = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)  # s: Docker doubles from 100 ms
+IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
 
 
 class DockerError(ValueError):
@@ -348,11 +349,19 @@ class Container:
 
 class DockerEngine:
     def __init__(
-        self, directory: Path, address: str, to_host: Callable[[str], Path | None], tag: str
+        self,
+        directory: Path,
+        address: str,
+        to_host: Callable[[str], Path | None],
+        tag: str,
+        to_twin: Callable[[str], str | None] | None = None,
+        nameserver: str = "127.0.0.1",
     ) -> None:
         self.dir = directory
+        self.nameserver = nameserver
         self.address = address
         self.to_host = to_host
+        self.to_twin = to_twin
         self.tag = tag
         self.containers: dict[str, Container] = {}
         self.lock = asyncio.Lock()
@@ -552,7 +561,10 @@ class DockerEngine:
             "ports": [{"containerPort": p.published, "protocol": p.protocol.upper()}
                       for p in service.ports],
         }  # fmt: skip
-        program = program_for(spec)
+        environment = self._environment(service)
+        spec["env"] = [{"name": k, "value": v} for k, v in environment.items()]
+        # Published ports are the host's: a container's listener binds the host address.
+        program = program_for(spec).listening_on(self.address)
         container.runs = program.runs
         log_path = self.log_path(service.container_name)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -562,14 +574,18 @@ class DockerEngine:
             for source in service.binds.values():
                 if not source.exists():
                     source.mkdir(parents=True, exist_ok=True)  # as Docker makes a bind's source
+            resolv = self.dir / "resolv.conf"
+            resolv.parent.mkdir(parents=True, exist_ok=True)
+            resolv.write_text(f"nameserver {self.nameserver}\n")
             running = await runtime.start_process(
                 spec,
                 program,
-                service.environment,
+                environment,
                 {**service.binds, **service.devices},
                 log_path,
                 stamp,
                 self.tag,
+                files={"/etc/resolv.conf": resolv},
                 read_only=service.read_only,
             )
         container.running = running
@@ -577,6 +593,21 @@ class DockerEngine:
         container.exit_code = None
         container.watcher = asyncio.create_task(self._watch(container, running))
         log.info("docker: %s started (%s)", service.container_name, program.runs)
+
+    def _environment(self, service: Service) -> dict[str, str]:
+        """The service's environment as its process sees it: Docker's HOSTNAME (the short
+        container id unless `hostname:` is set), and addresses of the home network moved
+        onto the twin's by its one rule, as the twin's network carries them."""
+        short_id = hashlib.sha256(service.container_name.encode()).hexdigest()[:12]
+        env = {"HOSTNAME": short_id, **service.environment}
+        if self.to_twin is None:
+            return env
+
+        def moved(match: re.Match[str]) -> str:
+            assert self.to_twin is not None
+            return self.to_twin(match.group(0)) or match.group(0)
+
+        return {k: IPV4.sub(moved, v) for k, v in env.items()}
 
     async def _watch(self, container: Container, running: runtime.Running) -> None:
         if running.process is None:

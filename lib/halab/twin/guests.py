@@ -21,6 +21,7 @@ from pathlib import Path
 
 from halab.inventory import Inventory
 from halab.inventory.model import Node
+from halab.twin import cgroups
 
 FIRST_VMID = 100
 
@@ -72,14 +73,23 @@ def sandboxes_under(prefix: Path) -> list[int]:
     return found
 
 
-def kill_sandboxes(prefixes: list[Path], timeout: float = 5.0) -> None:
+def kill_sandboxes(prefixes: list[Path], timeout: float = 5.0, quiet: float = 0.0) -> None:
     """SIGKILL every sandbox under `prefixes` (killing the outer bubblewrap ends its whole
     PID namespace) and wait until they are gone. Pods die with their parent through
-    --die-with-parent; this makes sure, as a power-off takes everything."""
+    --die-with-parent; this makes sure, as a power-off takes everything.
+
+    `quiet`: keep looking until none has been seen for that long. A child forked just
+    before its parent was killed has not exec'd bubblewrap yet, so it is not found by
+    its command line; once it does, its parent is already gone and --die-with-parent
+    never fires (seen in CI: a weed pod of a failed host reparented to pid 1)."""
     deadline = time.monotonic() + timeout
+    last_seen = time.monotonic()
     while True:
         left = [pid for prefix in prefixes for pid in sandboxes_under(prefix)]
-        if not left or time.monotonic() > deadline:
+        now = time.monotonic()
+        if left:
+            last_seen = now
+        if (not left and now - last_seen >= quiet) or now > deadline:
             return
         for pid in left:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -182,13 +192,15 @@ class Guests:
                 guest.process.wait(timeout)
         # Once it has exited its children are init's: the path sweep below finds its pods.
         tree = [pid, *descendants(pid)] if guest.process.poll() is None else []
+        cgroups.kill(cgroups.machine_group(self.dir, self.host, guest.node.name))
         for member in tree:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(member, signal.SIGKILL)
         guest.process.wait()
         host_dir = self.dir / "hosts" / self.host
         kill_sandboxes(
-            [host_dir / "kubelet" / guest.node.name, host_dir / "nodes" / guest.node.name]
+            [host_dir / "kubelet" / guest.node.name, host_dir / "nodes" / guest.node.name],
+            quiet=0.5,  # a pod forked as the guest died execs bubblewrap a moment later
         )
         # Grandchildren (its pods, its etcd) are reparented when it dies: wait for them.
         deadline = time.monotonic() + 5.0

@@ -28,6 +28,7 @@ from aiohttp import web
 from halab.exports_file import parse as parse_exports
 from halab.inventory import Inventory, load_inventory
 from halab.inventory.model import Node as InventoryNode
+from halab.twin import cgroups
 from halab.twin.api.admission import Tolerations
 from halab.twin.api.server import ApiServer
 from halab.twin.api.store import Store
@@ -137,6 +138,10 @@ class Host:
                 str(self.topology.hosts[self.name]),
                 lambda path: world_path(me, self.root, path),
                 str(self.dir),
+                self._address_map(),
+                # Containers resolve names through the host's resolver, the home gateway
+                # (as Docker copies the host's resolv.conf): never this machine's own.
+                nameserver=str(self.topology.gateway),
             )
         self.control = HostControl(
             self.dir,
@@ -358,6 +363,7 @@ class Host:
             )
         )
         manager_task: list[asyncio.Task[None]] = []
+        kt = Timings(*self.timings.controller_manager_lease)
 
         async def lead() -> None:
             settings = Settings(
@@ -367,7 +373,17 @@ class Host:
                 self.timings.force_detach,
                 self._address_map(),
             )
-            manager_task.append(asyncio.create_task(Manager(local, settings).run()))
+
+            async def manage() -> None:
+                # As k3s restarts its controller manager when it dies: say so, start again.
+                while True:
+                    try:
+                        await Manager(local, settings).run()
+                    except Exception:
+                        log.exception("%s: the controller manager crashed", node_name)
+                    await asyncio.sleep(1.0)
+
+            manager_task.append(asyncio.create_task(manage()))
 
         async def follow() -> None:
             while manager_task:
@@ -379,7 +395,7 @@ class Host:
         self.tasks.append(
             asyncio.create_task(
                 LeaderElector(
-                    local, "kube-system", "kube-controller-manager", node_name, vt, lead, follow
+                    local, "kube-system", "kube-controller-manager", node_name, kt, lead, follow
                 ).run()
             )
         )
@@ -446,6 +462,8 @@ def main() -> None:
     parser.add_argument("--network", default=str(TWIN_NETWORK))
     parser.add_argument("--node", help="run only this VM or LXC node of the host (a guest)")
     args = parser.parse_args()
+    # Before anything is forked: every process of this machine is then in its group.
+    cgroups.enter(cgroups.machine_group(Path(args.dir), args.host, *filter(None, [args.node])))
     logging.basicConfig(
         level=logging.INFO,
         format=f"%(asctime)s {args.node or args.host} %(name)s %(levelname)s %(message)s",

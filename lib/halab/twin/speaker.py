@@ -1,8 +1,10 @@
 """MetalLB's speaker for one twin node, run by the node's process while the speaker pod
 runs on it (images/metallb.py says what the twin does in its place).
 
-Each pass reads MetalLB's configuration and the LoadBalancer Services, and decides as the
-real speaker does which addresses this node announces:
+While its pod runs, the speaker watches MetalLB's configuration, the speaker pods and its
+own node (informers, as the real speaker's controller-runtime caches; kube-proxy's give it
+the Services and Endpoints), and each pass decides from those caches, as the real speaker
+does, which addresses this node announces:
 - BGP (a pool some BGPAdvertisement names, or all pools when it names none): every
   eligible node announces every address of a Service with a ready endpoint (only nodes
   with a local endpoint under externalTrafficPolicy Local), through ExaBGP to each BGPPeer;
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from halab.twin.client import Client, ClientError, path
+from halab.twin.client import Client, ClientError, Informer, path
 from halab.twin.controllers.metallb import pool_addresses
 from halab.twin.events import event_body
 from halab.twin.exabgp import BgpSpeaker, Peer
@@ -53,6 +55,38 @@ def parse_hold(text: Any) -> int:
         return DEFAULT_HOLD_S
     units = {"h": 3600, "m": 60, "s": 1}
     return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([hms])", str(text)))
+
+
+CONFIG_KINDS = ("IPAddressPool", "BGPPeer", "BGPAdvertisement", "L2Advertisement")
+
+
+class Watches:
+    """The speaker's informers in its namespace, running while its pod runs there."""
+
+    def __init__(self, client: Client, node: str, namespace: str) -> None:
+        self.namespace = namespace
+        self.config = {
+            kind: Informer(client, path(*metallb.api(kind), namespace)) for kind in CONFIG_KINDS
+        }
+        self.speakers = Informer(
+            client,
+            path("v1", "pods", namespace),
+            {"labelSelector": "app.kubernetes.io/component=speaker"},
+        )
+        self.node = Informer(
+            client, path("v1", "nodes"), {"fieldSelector": f"metadata.name={node}"}
+        )
+        informers = [*self.config.values(), self.speakers, self.node]
+        self.synced = [i.synced for i in informers]
+        self.tasks = [asyncio.create_task(i.run()) for i in informers]
+
+    def ready(self) -> bool:
+        return all(event.is_set() for event in self.synced)
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 def l2_winner(candidates: list[str], ip: str) -> str | None:
@@ -92,6 +126,7 @@ class Speaker:
         self.announced: dict[tuple[str, str], tuple[str, list[str]]] = {}  # svc -> (proto, ips)
         self.status_names: dict[tuple[str, str], str] = {}
         self.swept = False  # an earlier life's status objects removed
+        self.watches: Watches | None = None
 
     async def run(self) -> None:
         try:
@@ -107,20 +142,28 @@ class Speaker:
             self.bgp.stop()
             for key in list(self.announced):
                 self.proxy.serve_address(*key, [])
+            if self.watches is not None:
+                await self.watches.stop()
 
     async def _pass(self) -> None:
         namespaces = self.running()
-        if not namespaces:
+        namespace = namespaces[0] if namespaces else None
+        if self.watches is not None and self.watches.namespace != namespace:
+            await self.watches.stop()
+            self.watches = None
+        if namespace is None:
             await self._apply({}, Config(), "")
             return
-        namespace = namespaces[0]
+        if self.watches is None:
+            self.watches = Watches(self.client, self.node, namespace)
+        if not self.watches.ready():
+            return  # decide nothing from a cache not yet filled: it would withdraw all
         if not self.swept:
             await self._sweep(namespace)
-        config = await self._config(namespace)
+        config = self._config(self.watches)
         wanted: dict[tuple[str, str], tuple[str, list[str]]] = {}
-        speakers = await self._ready_speakers(namespace)
-        nodes = await self._nodes()
-        me = nodes.get(self.node) or {}
+        speakers = self._ready_speakers(self.watches)
+        me = self.watches.node.items.get(("", self.node)) or {}
         excluded = metallb.EXCLUDE_LABEL in (me.get("metadata", {}).get("labels") or {})
         for key, svc in list(self.proxy.services.items.items()):
             spec = svc.get("spec") or {}
@@ -167,23 +210,16 @@ class Speaker:
                     )
         self.swept = True
 
-    async def _config(self, namespace: str) -> Config:
-        def items(kind: str) -> Any:
-            version, plural = metallb.api(kind)
-            return self.client.get(path(version, plural, namespace))
+    def _config(self, watches: Watches) -> Config:
+        def items(kind: str) -> list[dict[str, Any]]:
+            return watches.config[kind].values()
 
-        pools, peers, bgp_ads, l2_ads = await asyncio.gather(
-            items("IPAddressPool"),
-            items("BGPPeer"),
-            items("BGPAdvertisement"),
-            items("L2Advertisement"),
-        )
         config = Config()
-        for pool in pools.get("items", []):
+        for pool in items("IPAddressPool"):
             config.pools[pool["metadata"]["name"]] = pool_addresses(pool, self.to_twin)
-        config.bgp_pools = _advertised(bgp_ads.get("items", []), config.pools)
-        config.l2_pools = _advertised(l2_ads.get("items", []), config.pools)
-        for peer in peers.get("items", []):
+        config.bgp_pools = _advertised(items("BGPAdvertisement"), config.pools)
+        config.l2_pools = _advertised(items("L2Advertisement"), config.pools)
+        for peer in items("BGPPeer"):
             spec = peer.get("spec") or {}
             address = self.to_twin(str(spec.get("peerAddress", "")))
             if not address:
@@ -196,22 +232,15 @@ class Speaker:
             )
         return config
 
-    async def _ready_speakers(self, namespace: str) -> list[str]:
-        listed = await self.client.get(
-            path("v1", "pods", namespace),
-            {"labelSelector": "app.kubernetes.io/component=speaker"},
-        )
+    @staticmethod
+    def _ready_speakers(watches: Watches) -> list[str]:
         out = []
-        for pod in listed.get("items", []):
+        for pod in watches.speakers.values():
             conditions = (pod.get("status") or {}).get("conditions") or []
             ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
             if ready and pod["spec"].get("nodeName"):
                 out.append(str(pod["spec"]["nodeName"]))
         return out
-
-    async def _nodes(self) -> dict[str, dict[str, Any]]:
-        listed = await self.client.get(path("v1", "nodes"))
-        return {n["metadata"]["name"]: n for n in listed.get("items", [])}
 
     async def _apply(
         self,
@@ -220,7 +249,9 @@ class Speaker:
         namespace: str,
     ) -> None:
         routes = sorted({ip for proto, ips in wanted.values() if proto == "bgp" for ip in ips})
-        self.bgp.apply(list(config.peers.values()), routes)  # sessions even with no route
+        # Sessions even with no route. In a thread: stopping ExaBGP waits for it to exit,
+        # which must not hold up the process's loop (its kubelet, API server, controllers).
+        await asyncio.to_thread(self.bgp.apply, list(config.peers.values()), routes)
         for key in set(self.announced) - set(wanted):
             self.proxy.serve_address(*key, [])
             log.info("%s: withdrawing %s/%s", self.node, *key)

@@ -22,6 +22,7 @@ from typing import Any
 
 from halab.errors import StepError
 from halab.inventory import Inventory, load_inventory
+from halab.twin import cgroups
 from halab.twin.etcd import EtcdClient, EtcdError
 from halab.twin.gateway import GATEWAY, vty_dir
 from halab.twin.gateway import RENDERED as RENDERED_BGP
@@ -450,6 +451,7 @@ def down(directory: Path) -> list[str]:
         _kill_all(below)
         info["state"] = "down"
         info["pid"] = None
+    cgroups.kill(cgroups.machine_group(directory))
     _kill_sandboxes(directory.resolve())
     _unmount_left(directory)
     if state:
@@ -482,12 +484,7 @@ def _kill_sandboxes(directory: Path) -> None:
     # Pods run in sessions of their own and die with their host through bubblewrap's
     # --die-with-parent; a sandbox started as its host went down can miss that, so down
     # makes sure. Killing the sandbox kills everything in its PID namespace.
-    for pid in sandboxes(directory):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5.0
-    while sandboxes(directory) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    kill_sandboxes([directory], quiet=0.5)
 
 
 def _host(paths: TwinPaths, host: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -508,12 +505,17 @@ def fail(directory: Path, host: str) -> None:
         raise TwinError(
             f"twin host {host} is not running (recover it with `halab twin recover {host}`)"
         )
+    group = cgroups.machine_group(directory, host)
+    cgroups.step_out(group)  # a poweroff over SSH is run from inside the host
     below = descendants(pid)  # its SSH sessions and pods live in sessions of their own
-    _kill(pid, signal.SIGKILL)  # every process of the host at once, like pulling the plug
+    # Every process of the host at once, like pulling the plug: its cgroup where there
+    # is one, and its process group and descendants in any case.
+    cgroups.kill(group)
+    _kill(pid, signal.SIGKILL)
     _kill_all(below)
     # A pod started while the host was being read, or whose parent died first, still
     # names the host's directory: found by that.
-    kill_sandboxes([directory.resolve() / "hosts" / host])
+    kill_sandboxes([directory.resolve() / "hosts" / host], quiet=0.5)
     _wait_gone(pid, directory.resolve(), 5.0)
     _unmount_left(directory / "hosts" / host)
     info["state"], info["pid"] = "failed", None

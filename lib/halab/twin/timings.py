@@ -10,6 +10,10 @@ from halab.inventory import Inventory
 DEFAULT_GRACE_S = 50  # node-monitor-grace-period from Kubernetes 1.32
 DEFAULT_TOLERATION_S = 300  # DefaultTolerationSeconds
 DEFAULT_FORCE_DETACH_S = 360  # the attach-detach controller's maxWaitForUnmountDuration
+# kube-controller-manager's --leader-elect-lease-duration, -renew-deadline, -retry-period:
+# k3s passes none, so its controller manager fails over on Kubernetes' defaults, not on
+# kube-vip's (often tuned far shorter) timings.
+CONTROLLER_MANAGER_LEASE_S = (15.0, 10.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,7 @@ class TwinTimings:
     vip_renew: float
     vip_retry: float
     force_detach: float = DEFAULT_FORCE_DETACH_S
+    controller_manager_lease: tuple[float, float, float] = CONTROLLER_MANAGER_LEASE_S
 
     @classmethod
     def from_inventory(cls, inv: Inventory) -> TwinTimings:

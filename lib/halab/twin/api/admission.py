@@ -93,7 +93,15 @@ def validate(res: Resource, obj: dict[str, Any]) -> None:
     causes: Causes = []
     if not name:
         _required(causes, "metadata.name")
-    elif res.kind not in _LOOSE_NAMES and (len(name) > 253 or not DNS_SUBDOMAIN.match(name)):
+    elif res.kind not in _LOOSE_NAMES and len(name) > 253:
+        causes.append(
+            (
+                "metadata.name",
+                "FieldValueInvalid",
+                f'Invalid value: "{name}": must be no more than 253 characters',
+            )
+        )
+    elif res.kind not in _LOOSE_NAMES and not DNS_SUBDOMAIN.match(name):
         causes.append(
             (
                 "metadata.name",
@@ -134,11 +142,25 @@ def _pod_spec_defaults(spec: dict[str, Any], tolerations: Tolerations | None) ->
         c.setdefault("imagePullPolicy", "Always" if latest and "@" not in image else "IfNotPresent")
         c.setdefault("terminationMessagePath", "/dev/termination-log")
         c.setdefault("terminationMessagePolicy", "File")
-        c.setdefault("resources", {})
+        resources = c.setdefault("resources", {})
+        for kind in ("limits", "requests"):
+            if isinstance(resources.get(kind), dict):
+                resources[kind] = {k: _quantity(v) for k, v in resources[kind].items()}
         for port in c.get("ports") or []:
             port.setdefault("protocol", "TCP")
     if tolerations is not None:
         _default_tolerations(spec, tolerations)
+
+
+def _quantity(value: Any) -> Any:
+    """A resource quantity as the API server stores it: a string (`1` -> "1", 0.5 ->
+    "500m"); clients' models refuse a bare number read back."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    if float(value).is_integer():
+        return str(int(value))
+    milli = value * 1000
+    return f"{int(milli)}m" if float(milli).is_integer() else str(value)
 
 
 def _default_tolerations(spec: dict[str, Any], t: Tolerations) -> None:

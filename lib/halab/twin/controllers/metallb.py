@@ -46,7 +46,9 @@ class _Memory:
     said: dict[str, str] = field(default_factory=dict)  # service uid -> last message
 
 
-_memory = _Memory()
+def _memory(cm: Manager) -> _Memory:
+    """This manager's memory: a new leader starts afresh, as a restarted controller."""
+    return cm.memory("metallb", _Memory)
 
 
 def controller_namespace(cm: Manager) -> str | None:
@@ -76,8 +78,9 @@ def pool_addresses(pool: dict[str, Any], to_twin: Any) -> list[str]:
 
 
 async def _read_pools(cm: Manager, namespace: str) -> list[Pool]:
-    if _memory.namespace == namespace and time.monotonic() - _memory.read_at < CONFIG_TTL:
-        return _memory.pools
+    memory = _memory(cm)
+    if memory.namespace == namespace and time.monotonic() - memory.read_at < CONFIG_TTL:
+        return memory.pools
     version, plural = metallb.api("IPAddressPool")
     listed = await cm.client.get(path(version, plural, namespace))
     pools = [
@@ -89,7 +92,7 @@ async def _read_pools(cm: Manager, namespace: str) -> list[Pool]:
         )
         for p in listed.get("items", [])
     ]
-    _memory.pools, _memory.namespace, _memory.read_at = pools, namespace, time.monotonic()
+    memory.pools, memory.namespace, memory.read_at = pools, namespace, time.monotonic()
     return pools
 
 
@@ -201,6 +204,9 @@ async def reconcile(cm: Manager) -> None:
                 users.setdefault(ip, []).append(svc)
     for svc in services:
         await _converge(cm, svc, pools, users)
+    said = _memory(cm).said
+    for uid in set(said) - {s["metadata"]["uid"] for s in services}:
+        del said[uid]  # a Service gone (or no longer a LoadBalancer): forget it
     await _pool_status(cm, pools, users)
 
 
@@ -221,8 +227,9 @@ async def _converge(
         message = f'Failed to allocate IP for "{_key(svc)}": {reason}'
         if current:
             await _set_ingress(cm, svc, [])
-        if _memory.said.get(uid) != message:
-            _memory.said[uid] = message
+        said = _memory(cm).said
+        if said.get(uid) != message:
+            said[uid] = message
             log.info("%s", message)
             await cm.event(svc, "AllocationFailed", message, "Warning", SOURCE)
         return
@@ -230,7 +237,7 @@ async def _converge(
         users.setdefault(ip, []).append(svc)
     if await _set_ingress(cm, svc, ips):
         message = f"Assigned IP {_go_ips(ips)}"
-        _memory.said[uid] = message
+        _memory(cm).said[uid] = message
         await cm.event(svc, "IPAllocated", message, "Normal", SOURCE)
 
 
@@ -276,4 +283,4 @@ async def _pool_status(
             pool.obj = updated
         except ClientError as exc:
             log.debug("pool %s status: %s", meta["name"], exc)
-            _memory.read_at = 0.0  # read it again next pass
+            _memory(cm).read_at = 0.0  # read it again next pass

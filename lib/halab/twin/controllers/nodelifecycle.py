@@ -44,11 +44,45 @@ def _last_heartbeat(cm: Manager, node: dict[str, Any]) -> float:
     return max([*beats, first])
 
 
+# kube-controller-manager's --unhealthy-zone-threshold and --large-cluster-size-threshold.
+UNHEALTHY_ZONE_THRESHOLD = 0.55
+LARGE_CLUSTER_SIZE = 50
+NORMAL, PARTIAL, FULL = "Normal", "PartialDisruption", "FullDisruption"
+
+
+def zone_key(node: dict[str, Any]) -> str:
+    labels = node.get("metadata", {}).get("labels") or {}
+    region = labels.get("topology.kubernetes.io/region", "")
+    zone = labels.get("topology.kubernetes.io/zone", "")
+    return f"{region}:\x00:{zone}" if region or zone else ""
+
+
+def zone_state(ready: int, not_ready: int) -> str:
+    """As the node lifecycle controller judges a zone: no Ready node is a full
+    disruption; more than two not Ready and at least the threshold of them, partial."""
+    if ready == 0 and not_ready > 0:
+        return FULL
+    if not_ready > 2 and not_ready / (ready + not_ready) >= UNHEALTHY_ZONE_THRESHOLD:
+        return PARTIAL
+    return NORMAL
+
+
+def may_taint_no_execute(state: str, size: int, everywhere_full: bool) -> bool:
+    """Whether nodes of a zone in `state` get their NoExecute taint (and so have pods
+    evicted). A partly disrupted small zone gets none: the controller's eviction rate
+    drops to zero there. All zones down is taken for the control plane's own trouble
+    ("master disruption"): nothing is tainted and the taints already set come off."""
+    if everywhere_full:
+        return False
+    return state != PARTIAL or size > LARGE_CLUSTER_SIZE
+
+
 async def reconcile(cm: Manager) -> None:
     grace = cm.settings.node_monitor_grace
     by_node: dict[str, list[dict[str, Any]]] = {}
     for pod in cm.cache("pods"):
         by_node.setdefault(pod["spec"].get("nodeName") or "", []).append(pod)
+    seen: list[tuple[dict[str, Any], str]] = []
     for node in cm.cache("nodes"):
         name = node["metadata"]["name"]
         status = ready_status(node)
@@ -57,10 +91,40 @@ async def reconcile(cm: Manager) -> None:
             log.info("node %s: no heartbeat for %.1f s, marking it Unknown", name, silent)
             node = await _mark_unknown(cm, node) or node
             status = "Unknown"
-        await _sync_taints(cm, node, status)
+        seen.append((node, status))
+    zones: dict[str, list[str]] = {}
+    for node, status in seen:
+        zones.setdefault(zone_key(node), []).append(status)
+    states = {
+        key: zone_state(s.count("True"), len(s) - s.count("True")) for key, s in zones.items()
+    }
+    everywhere_full = bool(states) and all(state == FULL for state in states.values())
+    _say_zone_states(cm, states, everywhere_full)
+    for node, status in seen:
+        key = zone_key(node)
+        allowed = may_taint_no_execute(states[key], len(zones[key]), everywhere_full)
+        await _sync_taints(cm, node, status, allowed, clear_no_execute=everywhere_full)
         if status != "True":
-            await _mark_pods_not_ready(cm, by_node.get(name, []))
-    await _evict(cm)
+            await _mark_pods_not_ready(cm, by_node.get(node["metadata"]["name"], []))
+    if not everywhere_full:
+        await _evict(cm)
+
+
+def _say_zone_states(cm: Manager, states: dict[str, str], everywhere_full: bool) -> None:
+    """Log each zone's change of state, and entering or leaving master disruption."""
+    known: dict[str, str] = cm.memory("node-lifecycle-zones", dict)
+    for key, state in states.items():
+        if known.get(key, NORMAL) != state:
+            log.info("Controller detected that zone %r is now in state %s.", key, state)
+        known[key] = state
+    master: list[bool] = cm.memory("node-lifecycle-master-disruption", lambda: [False])
+    if everywhere_full and not master[0]:
+        log.info(
+            "Controller detected that all Nodes are not-Ready. Entering master disruption mode."
+        )
+    elif master[0] and not everywhere_full:
+        log.info("Controller detected that some Nodes are Ready. Exiting master disruption mode.")
+    master[0] = everywhere_full
 
 
 async def _mark_unknown(cm: Manager, node: dict[str, Any]) -> dict[str, Any] | None:
@@ -92,14 +156,28 @@ async def _mark_unknown(cm: Manager, node: dict[str, Any]) -> dict[str, Any] | N
     return fresh
 
 
-async def _sync_taints(cm: Manager, node: dict[str, Any], status: str) -> None:
+async def _sync_taints(
+    cm: Manager,
+    node: dict[str, Any],
+    status: str,
+    no_execute: bool = True,
+    clear_no_execute: bool = False,
+) -> None:
+    """The node's not-ready/unreachable taints as its Ready status says: NoSchedule
+    always, NoExecute only where `no_execute` (the zone's disruption allows it), and
+    every NoExecute one of ours taken off on `clear_no_execute`."""
     taints = node.get("spec", {}).get("taints") or []
     want_key = {"Unknown": UNREACHABLE, "False": NOT_READY}.get(status)
-    keep = [t for t in taints if t.get("key") not in OURS or t.get("key") == want_key]
+    keep = [
+        t
+        for t in taints
+        if t.get("key") not in OURS
+        or (t.get("key") == want_key and not (clear_no_execute and t.get("effect") == "NoExecute"))
+    ]
     have = {(t["key"], t["effect"]) for t in keep}
     added = False
     if want_key:
-        for effect in ("NoSchedule", "NoExecute"):
+        for effect in ("NoSchedule", "NoExecute") if no_execute else ("NoSchedule",):
             if (want_key, effect) not in have:
                 taint = {"key": want_key, "effect": effect}
                 if effect == "NoExecute":

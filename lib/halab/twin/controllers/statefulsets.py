@@ -34,9 +34,8 @@ def _revision(owner: dict[str, Any]) -> str:
 
 
 async def reconcile_statefulsets(cm: Manager) -> None:
-    for sts in cm.cache("statefulsets"):
-        if not is_terminating(sts):
-            await _statefulset(cm, sts)
+    live = [s for s in cm.cache("statefulsets") if not is_terminating(s)]
+    await cm.each("statefulset-controller", live, lambda sts: _statefulset(cm, sts))
 
 
 async def _statefulset(cm: Manager, sts: dict[str, Any]) -> None:
@@ -199,9 +198,8 @@ def eligible(ds: dict[str, Any], node: dict[str, Any]) -> bool:
 
 
 async def reconcile_daemonsets(cm: Manager) -> None:
-    for ds in cm.cache("daemonsets"):
-        if not is_terminating(ds):
-            await _daemonset(cm, ds)
+    live = [d for d in cm.cache("daemonsets") if not is_terminating(d)]
+    await cm.each("daemonset-controller", live, lambda ds: _daemonset(cm, ds))
 
 
 async def _daemonset(cm: Manager, ds: dict[str, Any]) -> None:

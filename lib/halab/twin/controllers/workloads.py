@@ -131,32 +131,34 @@ async def _create_pods(cm: Manager, rs: dict[str, Any], count: int) -> None:
 
 
 async def reconcile_replicasets(cm: Manager) -> None:
-    for rs in cm.cache("replicasets"):
-        if is_terminating(rs):
-            continue
-        pods = owned_pods(cm, rs)
-        active = [p for p in pods if pod_active(p)]
-        want = int(rs["spec"].get("replicas", 1))
-        ns = rs["metadata"]["namespace"]
-        if len(active) < want:
-            await _create_pods(cm, rs, want - len(active))
-        elif len(active) > want:
-            for pod in sorted(active, key=_deletion_order)[: len(active) - want]:
-                try:
-                    await cm.client.delete(path("v1", "pods", ns, pod["metadata"]["name"]))
-                except ClientError:
-                    continue
-        ready = sum(1 for p in active if pod_ready(p))
-        status = {
-            "replicas": len(active),
-            "fullyLabeledReplicas": len(active),
-            "readyReplicas": ready,
-            "availableReplicas": ready,
-            "observedGeneration": rs["metadata"].get("generation", 1),
-        }
-        if not ready:
-            del status["readyReplicas"], status["availableReplicas"]
-        await _set_status(cm, rs, "replicasets", "apps/v1", status)
+    live = [rs for rs in cm.cache("replicasets") if not is_terminating(rs)]
+    await cm.each("replicaset-controller", live, lambda rs: _replicaset(cm, rs))
+
+
+async def _replicaset(cm: Manager, rs: dict[str, Any]) -> None:
+    pods = owned_pods(cm, rs)
+    active = [p for p in pods if pod_active(p)]
+    want = int(rs["spec"].get("replicas", 1))
+    ns = rs["metadata"]["namespace"]
+    if len(active) < want:
+        await _create_pods(cm, rs, want - len(active))
+    elif len(active) > want:
+        for pod in sorted(active, key=_deletion_order)[: len(active) - want]:
+            try:
+                await cm.client.delete(path("v1", "pods", ns, pod["metadata"]["name"]))
+            except ClientError:
+                continue
+    ready = sum(1 for p in active if pod_ready(p))
+    status = {
+        "replicas": len(active),
+        "fullyLabeledReplicas": len(active),
+        "readyReplicas": ready,
+        "availableReplicas": ready,
+        "observedGeneration": rs["metadata"].get("generation", 1),
+    }
+    if not ready:
+        del status["readyReplicas"], status["availableReplicas"]
+    await _set_status(cm, rs, "replicasets", "apps/v1", status)
 
 
 # -- Deployments -----------------------------------------------------------------------------
@@ -170,10 +172,8 @@ def _resolve(value: Any, total: int, round_up: bool) -> int:
 
 
 async def reconcile_deployments(cm: Manager) -> None:
-    for dep in cm.cache("deployments"):
-        if is_terminating(dep):
-            continue
-        await _deployment(cm, dep)
+    live = [d for d in cm.cache("deployments") if not is_terminating(d)]
+    await cm.each("deployment-controller", live, lambda dep: _deployment(cm, dep))
 
 
 async def _deployment(cm: Manager, dep: dict[str, Any]) -> None:
@@ -213,6 +213,14 @@ async def _deployment(cm: Manager, dep: dict[str, Any]) -> None:
             new = await cm.client.create(path("apps/v1", "replicasets", ns), body)
         except ClientError as exc:
             if exc.status != 409:
+                if not cm.failing("deployment-controller", dep):  # one event, not one a pass
+                    await cm.event(
+                        dep,
+                        "ReplicaSetCreateError",
+                        f'Failed to create new replica set "{body["metadata"]["name"]}": {exc}',
+                        "Warning",
+                        "deployment-controller",
+                    )
                 raise
             return
         await cm.event(
@@ -380,10 +388,8 @@ async def _deployment_status(
 
 
 async def reconcile_jobs(cm: Manager) -> None:
-    for job in cm.cache("jobs"):
-        if is_terminating(job):
-            continue
-        await _job(cm, job)
+    live = [j for j in cm.cache("jobs") if not is_terminating(j)]
+    await cm.each("job-controller", live, lambda job: _job(cm, job))
 
 
 async def _job(cm: Manager, job: dict[str, Any]) -> None:

@@ -48,9 +48,13 @@ PLURALS = {
         False,
     ),
 }
-# HelmRelease uid -> the generation and values last installed: as helm-controller, install
-# or upgrade when the release changes, not on every pass.
-_installed: dict[str, str] = {}
+
+
+def _installed(cm: Manager) -> dict[str, str]:
+    """HelmRelease uid -> the generation and values last installed: as helm-controller,
+    install or upgrade when the release changes, not on every pass."""
+    found: dict[str, str] = cm.memory("helm-controller", dict)
+    return found
 
 
 def crds() -> list[dict[str, Any]]:
@@ -114,8 +118,7 @@ async def reconcile(cm: Manager) -> None:
             "Succeeded",
             f"halab twin: {url} is never fetched; charts come from the twin's chart catalogue",
         )
-    for release in cm.cache("helmreleases"):
-        await _release(cm, release)
+    await cm.each("helm-controller", cm.cache("helmreleases"), lambda r: _release(cm, r))
 
 
 async def _release(cm: Manager, release: dict[str, Any]) -> None:
@@ -140,10 +143,11 @@ async def _release(cm: Manager, release: dict[str, Any]) -> None:
     values = spec.get("values") or {}
     digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
     done = f"{meta.get('generation', 1)}/{digest}"
-    if _installed.get(meta["uid"]) != done:
+    installed = _installed(cm)
+    if installed.get(meta["uid"]) != done:
         for obj in render(name, namespace, values):
             await _install(cm, obj, meta, digest)
-        _installed[meta["uid"]] = done
+        installed[meta["uid"]] = done
     await _set_ready(
         cm,
         release,

@@ -21,6 +21,7 @@ from halab.twin.controllers.leader import micro_time
 from halab.twin.devices import device_nodes
 from halab.twin.dns import dns_address, resolv_conf
 from halab.twin.events import event_body
+from halab.twin.guests import kill_sandboxes
 from halab.twin.images import intel_gpu_plugin
 from halab.twin.images.catalogue import program_for
 from halab.twin.kubelet import runtime
@@ -247,6 +248,10 @@ class Kubelet:
     # -- pods -----------------------------------------------------------------------------
 
     async def run(self) -> None:
+        # A machine that boots has no processes of its last life: a pod whose sandbox
+        # outlived a host killed mid-start (parent gone before bubblewrap armed
+        # --die-with-parent) goes now, before this life starts its own.
+        await asyncio.to_thread(kill_sandboxes, [(self.data_dir / "pods").resolve()])
         await self.register()
         self.informer.handlers.append(self._on_pod_event)
         tasks = [
@@ -521,7 +526,7 @@ class Kubelet:
     ) -> runtime.Running:
         """Start one container as the image catalogue says: a sandboxed process with the
         pod's volumes and resolv.conf, or a placeholder on the pod's address."""
-        program = program_for(c)
+        program = program_for(c).listening_on(state.ip)
         if program.kind == "placeholder":
             return await runtime.start_placeholder(c, state.ip, log_path, now(), program.runs)
         mounts = [m for m in c.get("volumeMounts") or [] if m.get("name") in volumes]

@@ -13,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import shutil
 import signal
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from halab.twin import cgroups
 from halab.twin.images.catalogue import Program
 
 
@@ -63,6 +66,31 @@ def sandbox_command(
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+# Pods run below their machines' own programs. At home the control plane and each
+# host's workloads have CPUs of their own; in the twin they share this machine's, and a
+# transcode or a SeaweedFS burst must not starve etcd and the kubelets' heartbeats into a
+# failover no one caused (seen in CI: every node marked Unknown at a 4 s grace period).
+POD_NICENESS = 10
+
+
+def _armed(parent: int, group: Path | None = None) -> list[str]:
+    """A prefix that ties the sandbox to its machine's process before bubblewrap runs,
+    at a lower CPU priority. bubblewrap arms --die-with-parent only once it runs: a
+    machine killed between the fork and that moment left its pod alive under init (seen
+    in CI). setpriv sets the parent-death signal at once, and the shell gives up if the
+    parent is already gone (its parent is then init, not `parent`); exec keeps the
+    signal armed. The shell also puts itself, before bubblewrap runs, into the
+    container's own cgroup (twin/cgroups.py), which catches whatever slips past both (seen
+    in CI: a sandbox's inner bubblewrap left under init once its outer one had gone)."""
+    nice = ["nice", "-n", str(POD_NICENESS)]
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return nice
+    enter = f"echo $$ > {shlex.quote(str(group / 'cgroup.procs'))} 2>/dev/null; " if group else ""
+    check = f'[ "$PPID" = {parent} ] || exit 137; {enter}exec "$@"'
+    return [setpriv, "--pdeathsig", "KILL", "--", "/bin/sh", "-c", check, "sh", *nice]
+
+
 @dataclass
 class Running:
     """One running container: a process, or a placeholder's listening sockets."""
@@ -74,6 +102,7 @@ class Running:
     started_at: str = ""
     finished_at: str = ""
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    reaper: asyncio.Task[None] | None = None  # kills what its cgroup still holds at exit
 
     async def stop(self, grace: float) -> None:
         for server in self.servers:
@@ -146,9 +175,11 @@ async def start_process(
     devices: dict[str, Path] | None = None,
 ) -> Running:
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    group = _container_group()
     out = log_path.open("ab")
     try:
         process = await asyncio.create_subprocess_exec(
+            *_armed(os.getpid(), group),
             *sandbox_command(
                 program.argv,
                 binds,
@@ -161,9 +192,31 @@ async def start_process(
             stdin=asyncio.subprocess.DEVNULL,
             stdout=out,
             stderr=asyncio.subprocess.STDOUT,
-            env={"PATH": ":".join([*program.path, DEFAULT_PATH]), **env},
+            env={"PATH": ":".join([*program.path, DEFAULT_PATH]), **program.env, **env},
             start_new_session=True,
         )
     finally:
         out.close()
-    return Running(log_path, process=process, started_at=started_at)
+    running = Running(log_path, process=process, started_at=started_at)
+    if group is not None:
+        running.reaper = asyncio.create_task(_reap(process, group))
+    return running
+
+
+def _container_group() -> Path | None:
+    machine = cgroups.own_group()
+    if machine is None:
+        return None
+    group = machine / f"c-{uuid.uuid4().hex[:12]}"
+    try:
+        group.mkdir()
+    except OSError:
+        return None
+    return group
+
+
+async def _reap(process: asyncio.subprocess.Process, group: Path) -> None:
+    """Once the sandbox has exited (stopped or by itself), whatever is left in its group
+    goes, and the group with it."""
+    await process.wait()
+    await asyncio.to_thread(cgroups.kill, group, 5.0)
