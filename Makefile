@@ -38,10 +38,12 @@ setup: system $(STAMP)
 # The demo: the plan analysed, its GitOps tree rendered, the plan notebook run, then
 # the twin (the plan's cluster as real processes on 127.77.0.x, every host and node
 # answering SSH, the gateway running the real FRR) started, every host's facts printed beside
-# the inventory, phases 0, 1, 2, 3, 4, 6 and 7 run against it (phase 2 delivers the real
+# the inventory, phases 0 to 7 run against it (phase 2 delivers the real
 # SeaweedFS and powers a volume server's host off and on; phase 3 mounts the Unraid host's real
 # nfs-ganesha exports in pods; both run fio beside the local disk; phase 4 delivers Sonarr
-# (the twin's stand-in for its API) on a SeaweedFS volume and adds a series; phase 6 pulls a
+# (the twin's stand-in for its API) on a SeaweedFS volume and adds a series; phase 5 drains
+# Sonarr's node (Sonarr moves and comes back with its series) and stops that node's volume
+# server, each an experiment journalled, timed and undone; phase 6 pulls a
 # control-plane host's plug and puts it back; phase 7 delivers the GPU plugin and MetalLB,
 # whose ExaBGP speakers peer with the gateway; phase 8 delivers ClusterPlex, starts the
 # Unraid worker with docker compose over SSH and posts jobs through the orchestrator's
@@ -54,7 +56,7 @@ demo: setup
 	$(BIN)/halab run --phases plan
 	$(BIN)/halab twin up --fresh params/cluster.yaml
 	$(BIN)/halab hosts facts --target outputs/twin/target.yaml; \
-	  $(BIN)/halab run --phases 0,1,2,3,4,6,7 --target outputs/twin/target.yaml --allow-disruption; \
+	  $(BIN)/halab run --phases 0-7 --target outputs/twin/target.yaml --allow-disruption; \
 	  status=$$?; \
 	  if [ $$status -eq 0 ]; then $(BIN)/halab run --phases 8 --target outputs/twin/target.yaml \
 	    || echo "halab: phase 8 fails on the plan's inventory, as its finding gpu-resource-name says: the k8s worker asks for intel.com/gpu, stays Pending, and one worker of two registers (the evidence above names each check)"; fi; \

@@ -1,4 +1,4 @@
-"""Write notebooks/phase1, phase2, phase3, phase4, phase6, phase7 and phase8.ipynb (no outputs, stable cell ids).
+"""Write notebooks/phase1, phase2, phase3, phase4, phase5, phase6, phase7, phase8 and failover.ipynb (no outputs, stable cell ids).
 
 Run after changing the cells here: python tools/make_cluster_notebooks.py
 """
@@ -330,6 +330,85 @@ PHASE4 = [
     new_code_cell("evidence.finish(ev)"),
 ]
 
+PHASE5 = [
+    new_markdown_cell(
+        "# Phase 5: HA validation (failover and failback)\n"
+        "\n"
+        "The plan's *Phase 5: HA Validation (Failover/Failback Testing)*, each test run as an "
+        "experiment: a steady state seen first, one fault, probes sampled twice a second "
+        "while it lasts (the API through the VIP, every node, the followed apps' pods, "
+        "Sonarr's API through its Service, SeaweedFS reads and writes of probe files), the "
+        "fault always undone, the steady state seen again, and what must survive compared.\n"
+        "\n"
+        "- **Test 1**: the node the test workload prefers (the plan's w1) drained; the "
+        "workload moves with its config intact and SeaweedFS stays readable; the node "
+        "uncordoned and the workload's pod deleted so it returns, config intact.\n"
+        "- **Test 2**: that node's SeaweedFS volume server stopped; the data read from the "
+        "other copies; the server started again and its copies seen back.\n"
+        "- **Test 3**: that node cut off the NFS server (its `/etc/exports` rewritten over "
+        "SSH without the node, `exportfs -ra`): the workload shows its media unavailable "
+        "while another node still reads it; the file put back, the media available again.\n"
+        "\n"
+        "Nothing is disrupted unless `allow_disruption=True`. Before each fault the kit "
+        "writes a journal beside the target file saying how to undo it; the undo runs in a "
+        "`finally`, on Ctrl-C and on a kernel interrupt too, and a run killed outright is "
+        "undone by `halab restore` (no experiment starts while a journal is there)."
+    ),
+    new_code_cell(PARAMS + "\nallow_disruption = False", metadata={"tags": ["parameters"]}),
+    new_code_cell(
+        "from halab import evidence\n"
+        "from halab.context import open_context, evidence_for\n"
+        "from halab.kube import api_client\n"
+        "from halab.phases import phase5\n"
+        "\n"
+        "ctx = open_context(inventory, target=target or None, run_dir=run_dir, "
+        "allow_disruption=allow_disruption)\n"
+        'ev = evidence_for(ctx, "phase5")\n'
+        "api = api_client(ctx.target) if ctx.target else None  # None: live checks are "
+        "skipped\n"
+        "ctx.summary()"
+    ),
+    new_markdown_cell(
+        "## The experiments\n"
+        "\n"
+        "Built from the inventory: the node the test workload prefers, the app, the volume "
+        "server. Each fault and how it is undone."
+    ),
+    new_code_cell("phase5.scope(ctx)"),
+    new_markdown_cell(
+        "## What the planner expects\n"
+        "\n"
+        "From where the apps run now and the inventory's timings: which nodes go, where each "
+        "followed app runs next and after how long (a drain evicts at once; a lost node "
+        "waits for the grace period, the toleration and, for a RWO volume, the force "
+        "detach), and what SeaweedFS can still read. An experiment is undone if its outcome "
+        "is not seen within its abort time."
+    ),
+    new_code_cell("phase5.expectations(ctx, api)"),
+    new_markdown_cell(
+        "## Run them\n"
+        "\n"
+        "Each experiment prints what it does as it does it. Per experiment: the swimlane "
+        "(green while a probe was fine, red while not, grey where it could not be asked), "
+        "the timeline of events, and the planner's prediction beside what was observed. "
+        "Every sample and event is saved beside the evidence as CSV."
+    ),
+    new_code_cell(
+        "outcomes = []\n"
+        "for experiment in phase5.experiments(ctx):\n"
+        "    outcome = phase5.rehearse(ctx, api, experiment)\n"
+        "    outcomes.append(outcome)\n"
+        "    if outcome.samples:\n"
+        '        display(ev.figure(outcome.figure(), f"{experiment.id}-swimlane"))\n'
+        "        display(outcome.timeline)\n"
+        "        display(outcome.comparison)\n"
+        "        phase5.keep(ctx, outcome)"
+    ),
+    new_markdown_cell("## Checks"),
+    new_code_cell("ev.add(*phase5.checks(ctx, outcomes))\nev"),
+    new_code_cell("evidence.finish(ev)"),
+]
+
 PHASE6 = [
     new_markdown_cell(
         "# Phase 6: control-plane HA\n\n"
@@ -512,6 +591,77 @@ PHASE8 = [
 ]
 
 
+FAILOVER = [
+    new_markdown_cell(
+        "# Failure scenarios: a host powered off\n"
+        "\n"
+        "The plan's *Failure Scenarios & Recovery*, run: each physical host that carries a "
+        "node, the NFS server or a container powered off hard (its plug pulled, through the "
+        "target's power commands), everything the rollout deployed watched while it is "
+        "down, the host powered on again. Beside each: what the planner's failure matrix "
+        "and failover times say for this inventory (which nodes go, where each workload "
+        "runs next and after how long, the GPU workers left, what SeaweedFS can read, "
+        "whether the media stays), and where the two disagree, a finding.\n"
+        "\n"
+        "With Kubernetes' defaults (50 s grace, 300 s tolerations, the 6-minute RWO force "
+        "detach) a scenario takes many minutes: the table below says how long each may take "
+        "before anything starts. Run after phase 8 (everything deployed), with "
+        "`allow_disruption=True`; `hosts` picks scenarios by host name (empty: all). Each "
+        "scenario is journalled and undone like phase 5's tests (`halab restore`)."
+    ),
+    new_code_cell(
+        PARAMS + '\nallow_disruption = False\nhosts = []  # e.g. ["proxmox"]; empty: every host',
+        metadata={"tags": ["parameters"]},
+    ),
+    new_code_cell(
+        "from halab import evidence\n"
+        "from halab.context import open_context, evidence_for\n"
+        "from halab.kube import api_client\n"
+        "from halab.phases import failover\n"
+        "\n"
+        "ctx = open_context(inventory, target=target or None, run_dir=run_dir, "
+        "allow_disruption=allow_disruption)\n"
+        'ev = evidence_for(ctx, "failover")\n'
+        "api = api_client(ctx.target) if ctx.target else None  # None: live checks are "
+        "skipped\n"
+        "chosen = failover.experiments(ctx, hosts)\n"
+        "ctx.summary()"
+    ),
+    new_markdown_cell(
+        "## The scenarios\n\nEach host, what powering it off runs, and how long it is watched at most."
+    ),
+    new_code_cell("failover.scope(ctx, chosen)"),
+    new_markdown_cell(
+        "## What the planner expects\n"
+        "\n"
+        "Per scenario and workload, from where each runs now: the nodes lost, where it runs "
+        "next (or that it stays, or cannot run), the predicted seconds with the inventory's "
+        "timings, and SeaweedFS's reads with those nodes gone."
+    ),
+    new_code_cell("failover.expectations(ctx, api, chosen)"),
+    new_markdown_cell(
+        "## Run them\n"
+        "\n"
+        "Per scenario: the swimlane of every probe, the timeline, the planner against what "
+        "was observed; samples and events saved as CSV beside the evidence."
+    ),
+    new_code_cell(
+        "outcomes = []\n"
+        "for scenario in chosen:\n"
+        "    outcome = failover.rehearse(ctx, api, scenario)\n"
+        "    outcomes.append(outcome)\n"
+        "    if outcome.samples:\n"
+        '        display(ev.figure(outcome.figure(), f"{scenario.id}-swimlane"))\n'
+        "        display(outcome.timeline)\n"
+        "        display(outcome.comparison)\n"
+        "        failover.keep(ctx, outcome)"
+    ),
+    new_markdown_cell("## Checks"),
+    new_code_cell("ev.add(*failover.checks(outcomes))\nev"),
+    new_code_cell("evidence.finish(ev)"),
+]
+
+
 def write(name: str, cells: list[nbformat.NotebookNode]) -> None:
     for n, cell in enumerate(cells):
         cell["id"] = f"cell-{n:02d}"
@@ -527,6 +677,8 @@ if __name__ == "__main__":
     write("phase2", PHASE2)
     write("phase3", PHASE3)
     write("phase4", PHASE4)
+    write("phase5", PHASE5)
     write("phase6", PHASE6)
     write("phase7", PHASE7)
     write("phase8", PHASE8)
+    write("failover", FAILOVER)

@@ -175,6 +175,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from halab.context import open_context
+    from halab.experiments.journal import Journal
+    from halab.experiments.runner import restore
+    from halab.kube import api_client
+
+    target = resolve(args.target)
+    ctx = open_context(resolve(args.inventory), target, run_dir="outputs/runs/restore")
+    assert ctx.target is not None
+    journal = Journal.for_target(ctx.target)
+    doc = journal.read()
+    if doc is None:
+        print(f"nothing to restore: no journal at {journal.path}")
+        return 0
+    if doc.get("inventory") and Path(doc["inventory"]) != ctx.inventory_path.resolve():
+        # The journal names what it changed by the inventory it ran with.
+        ctx = open_context(Path(doc["inventory"]), target, run_dir="outputs/runs/restore")
+    assert ctx.target is not None
+    done = restore(ctx, api_client(ctx.target))
+    print(f"restored: {len(done)} action(s) carried out; {journal.path.name} removed")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from halab.errors import InputError, Problem
     from halab.runner.index import rows_from_dir, write_index
@@ -588,6 +611,11 @@ def build_parser() -> argparse.ArgumentParser:
         action.add_argument(
             "--dir", default=argparse.SUPPRESS, help="where the twin keeps its state"
         )
+
+    rs = sub.add_parser("restore", help="undo what an interrupted experiment left (its journal)")
+    rs.add_argument("--inventory", default="params/cluster.yaml")
+    rs.add_argument("--target", default="outputs/twin/target.yaml", help="target file")
+    rs.set_defaults(func=_cmd_restore)
 
     rep = sub.add_parser("report", help="rewrite index.html of a run directory")
     rep.add_argument("run_dir")

@@ -44,3 +44,39 @@ def differences(rendered: str, live: str) -> tuple[list[str], list[str]]:
                 )
     extra = sorted(set(have) - set(want))
     return wrong, extra
+
+
+def _covers(client: str, address: str) -> bool:
+    from ipaddress import IPv4Address, IPv4Network
+
+    try:
+        return IPv4Address(address) in IPv4Network(client, strict=False)
+    except ValueError:  # a host name, a wildcard or a netgroup: exportfs resolves those
+        return False
+
+
+def without_client(text: str, address: str, others: list[str]) -> tuple[str, list[str]]:
+    """The exports with `address` no longer let in: every client entry that covers it (a
+    subnet or the host itself) replaced by one entry per address of `others` it covers,
+    with the same options; other lines kept as they are. Also the paths changed."""
+    out, changed = [], []
+    for raw in text.replace("\\\n", " ").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        entries = list(_ENTRY.finditer(line))
+        if not line or not any(_covers(m["client"], address) for m in entries):
+            out.append(raw)
+            continue
+        head = line[: entries[0].start()].strip()
+        kept = []
+        for match in entries:
+            if not _covers(match["client"], address):
+                kept.append(match.group(0))
+                continue
+            kept += [f"{o}({match['options']})" for o in others if _covers(match["client"], o)]
+        changed.append(head.strip('"'))
+        # A path left with no client is not exported at all (exportfs would give it to *).
+        if kept:
+            out.append(f"{head} {' '.join(kept)}")
+        else:
+            out.append(f"# {raw}  (halab: {address} cut, no other client)")
+    return "\n".join(out) + "\n", changed

@@ -183,7 +183,9 @@ def series_in_database(sw: SeaweedFS, directory: str) -> dict[int, str]:
     return {int(tvdb): str(title) for tvdb, title in rows}
 
 
-def sonarr_for(ctx: Context, api: Any, app: App) -> tuple[Sonarr, SeaweedFS, str]:
+def sonarr_for(
+    ctx: Context, api: Any, app: App, timeout: float = 10.0
+) -> tuple[Sonarr, SeaweedFS, str]:
     """Sonarr reached through the API server's service proxy, with its own key."""
     sw = SeaweedFS(api, ctx.inventory)
     found = config_volume(api, app)
@@ -194,7 +196,7 @@ def sonarr_for(ctx: Context, api: Any, app: App) -> tuple[Sonarr, SeaweedFS, str
     if key is None:
         raise SonarrError(app.name, f"no config.xml in {directory}: has it ever started?")
     url, options = service_proxy(api, app.namespace, app.name, app.ports[0])
-    return Sonarr(url, key, session_options=options), sw, directory
+    return Sonarr(url, key, timeout=timeout, session_options=options), sw, directory
 
 
 # -- checks ---------------------------------------------------------------------------------

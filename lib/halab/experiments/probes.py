@@ -1,0 +1,264 @@
+"""What an experiment watches while it lasts: probes sampled in threads of their own, at
+half a second by default, each sample kept (time, lane, ok, what was seen, and the facts
+the timeline reads).
+
+A probe is a function returning samples for one or more lanes: the API through the VIP,
+each node's Ready condition and taints, each followed app's pods, Sonarr's HTTP API
+through its Service, SeaweedFS read and write of probe files. A probe that cannot ask
+(the API is down, so nodes cannot be listed) returns nothing: a gap, never a guess.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from halab.explain import explain
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float  # time.monotonic()
+    lane: str
+    ok: bool
+    detail: str
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+ProbeFn = Callable[[], list[Sample]]
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+def one(lane: str, call: Callable[[], str]) -> ProbeFn:
+    """A probe of one lane: ok when `call` returns (its text is the detail), down with
+    the error's words when it raises."""
+
+    def probe() -> list[Sample]:
+        try:
+            return [Sample(_now(), lane, True, call())]
+        except Exception as exc:  # a failed probe is a sample, not an error
+            return [Sample(_now(), lane, False, explain(exc)[:200])]
+
+    return probe
+
+
+def api_probe(api: Any) -> ProbeFn:
+    from kubernetes import client
+
+    version = client.VersionApi(api)
+    return one("API via VIP", lambda: str(version.get_code(_request_timeout=1.5).git_version))
+
+
+def nodes_probe(api: Any, names: list[str]) -> ProbeFn:
+    """Per node: fine when Ready and schedulable; its taints kept (a gap while the API
+    does not answer)."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+
+    def probe() -> list[Sample]:
+        try:
+            nodes = {n.metadata.name: n for n in core.list_node(_request_timeout=1.5).items}
+        except Exception:  # the API lane shows why
+            return []
+        at = _now()
+        out = []
+        for name in names:
+            node = nodes.get(name)
+            if node is None:
+                out.append(Sample(at, f"node {name}", False, "not registered"))
+                continue
+            ready = next(
+                (c.status for c in node.status.conditions or [] if c.type == "Ready"), "Unknown"
+            )
+            taints = [f"{t.key}:{t.effect}" for t in node.spec.taints or []]
+            cordoned = bool(node.spec.unschedulable)
+            detail = "Ready" if ready == "True" else f"Ready={ready}"
+            if cordoned:
+                detail += ", cordoned"
+            out.append(
+                Sample(
+                    at,
+                    f"node {name}",
+                    ready == "True" and not cordoned,
+                    detail + (f" ({', '.join(taints)})" if taints else ""),
+                    {"ready": ready, "taints": taints, "cordoned": cordoned},
+                )
+            )
+        return out
+
+    return probe
+
+
+def pods_probe(api: Any, app: str, namespace: str) -> ProbeFn:
+    """An app's pods: ok while one is Ready; the facts list every pod (name, uid, node,
+    phase, ready, deleting), so the timeline sees evictions and replacements."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    selector = f"app.kubernetes.io/name={app}"
+
+    def probe() -> list[Sample]:
+        try:
+            found = core.list_namespaced_pod(
+                namespace, label_selector=selector, _request_timeout=1.5
+            ).items
+        except Exception:
+            return []
+        pods = [
+            {
+                "name": p.metadata.name,
+                "uid": p.metadata.uid,
+                "node": p.spec.node_name or "",
+                "phase": p.status.phase,
+                "ready": any(
+                    c.type == "Ready" and c.status == "True" for c in p.status.conditions or []
+                ),
+                "deleting": p.metadata.deletion_timestamp is not None,
+            }
+            for p in found
+        ]
+        ok = any(p["ready"] and not p["deleting"] for p in pods)
+        detail = "; ".join(
+            f"{p['name']}: {'Terminating' if p['deleting'] else p['phase']}"
+            f"{' Ready' if p['ready'] else ''} on {p['node'] or '(unscheduled)'}"
+            for p in pods
+        )
+        return [Sample(_now(), f"pod {app}", ok, detail or "no pod", {"pods": pods})]
+
+    return probe
+
+
+@dataclass
+class FileSet:
+    """Probe files written through SeaweedFS before a fault, with their checksums."""
+
+    directory: str
+    sums: dict[str, str] = field(default_factory=dict)  # path -> sha256
+
+
+def write_file_set(sw: Any, experiment: str, count: int = 4, size: int = 64 * 1024) -> FileSet:
+    import os
+
+    files = FileSet(f"/halab-experiments/{experiment}-{uuid.uuid4().hex[:6]}")
+    for i in range(count):
+        data = os.urandom(size)
+        path = f"{files.directory}/probe-{i}.bin"
+        sw.put(path, data)
+        files.sums[path] = hashlib.sha256(data).hexdigest()
+    return files
+
+
+def read_any(sw: Any, path: str, filers: list[str]) -> bytes:
+    """The file through the first filer that gives it."""
+    errors = []
+    for filer in filers:
+        try:
+            return bytes(sw.get(path, filer=filer))
+        except Exception as exc:
+            errors.append(f"{filer}: {explain(exc)[:120]}")
+    raise RuntimeError("; ".join(errors) or "no filer")
+
+
+def seaweed_read_probe(sw: Any, files: FileSet) -> ProbeFn:
+    """One of the probe files in turn, read through any filer, its checksum compared."""
+    paths = sorted(files.sums)
+    turn = [0]
+
+    def read() -> str:
+        path = paths[turn[0] % len(paths)]
+        turn[0] += 1
+        got = hashlib.sha256(read_any(sw, path, sw.filers)).hexdigest()
+        if got != files.sums[path]:
+            raise RuntimeError(f"{path} read back with another checksum ({got[:12]})")
+        return f"{path.rsplit('/', 1)[-1]} read with its checksum"
+
+    return one("SeaweedFS read", read)
+
+
+def seaweed_write_probe(sw: Any, files: FileSet) -> ProbeFn:
+    """A small new file through the first filer, then deleted again."""
+    count = [0]
+
+    def write() -> str:
+        count[0] += 1
+        path = f"{files.directory}/write-{count[0]}.txt"
+        sw.put(path, f"sample {count[0]}\n".encode(), filer=sw.filers[0])
+        sw.delete(path, filer=sw.filers[0])
+        return f"wrote and deleted {path.rsplit('/', 1)[-1]}"
+
+    return one("SeaweedFS write", write)
+
+
+def nfs_read_probe(endpoint: Any, export: str, source: str, lane: str) -> ProbeFn:
+    """The export listed and a file read, as a client from `source` (halab.nfs)."""
+    from halab.nfs import probe
+
+    def read() -> str:
+        got = probe(endpoint, export, source, timeout=1.5)
+        if not got.ok:
+            raise RuntimeError(got.error or "not readable")
+        return f"{export}: {got.listed} entries, read from {source}"
+
+    return one(lane, read)
+
+
+class Watch:
+    """Every probe in its own thread, sampling until stopped; each sample kept."""
+
+    def __init__(self, probes: list[ProbeFn], every: float = 0.5) -> None:
+        self.probes = probes
+        self.every = every
+        self.samples: list[Sample] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _loop(self, probe: ProbeFn) -> None:
+        while not self._stop.is_set():
+            started = _now()
+            got = probe()
+            with self._lock:
+                self.samples.extend(got)
+            self._stop.wait(max(0.0, self.every - (_now() - started)))
+
+    def start(self) -> Watch:
+        for probe in self.probes:
+            thread = threading.Thread(target=self._loop, args=(probe,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
+
+    def latest(self) -> dict[str, Sample]:
+        with self._lock:
+            seen: dict[str, Sample] = {}
+            for s in self.samples:
+                seen[s.lane] = s
+            return seen
+
+    def since(self, at: float) -> list[Sample]:
+        with self._lock:
+            return [s for s in self.samples if s.at >= at]
+
+    def frame(self, origin: float) -> pd.DataFrame:
+        with self._lock:
+            rows = [
+                {"seconds": round(s.at - origin, 3), "lane": s.lane, "ok": s.ok, "detail": s.detail}
+                for s in sorted(self.samples, key=lambda s: s.at)
+            ]
+        return pd.DataFrame(rows, columns=["seconds", "lane", "ok", "detail"])

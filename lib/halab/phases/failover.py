@@ -1,0 +1,232 @@
+"""The plan's failure scenarios, run: each physical host powered off hard in turn (its plug
+pulled, through the target's power commands), everything the rollout deployed watched
+while it is down, the host powered on again, and the planner's failure matrix and
+failover times set beside what happened.
+
+Plan "Failure Scenarios & Recovery": Scenario 1 (the Proxmox host), 2 (Unraid) and 3 (the
+Pi), each with its validation lines: etcd quorum, the API through the VIP, which
+workloads move where, which GPU workers are left, whether SeaweedFS data stays
+readable, media offline with the NFS server. The hosts, apps and workers are the
+inventory's; the plan's "any 2 hosts down" is not run (its fault takes two hosts).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from halab.clusterplex import Orchestrator
+from halab.context import Context
+from halab.evidence import Check, Status
+from halab.experiments import report
+from halab.experiments.expect import Outlook
+from halab.experiments.journal import Journal
+from halab.experiments.model import Experiment, host_scenarios
+from halab.experiments.probes import (
+    ProbeFn,
+    Sample,
+    nfs_read_probe,
+    one,
+    seaweed_read_probe,
+    seaweed_write_probe,
+    write_file_set,
+)
+from halab.experiments.runner import DataCheck, Outcome, Runner, Say, followed_now
+from halab.phases import phase3, phase5, phase8
+from halab.phases.plex_transcodes import plex_url
+from halab.plex import identity
+from halab.seaweed import SeaweedFS
+
+NAME = "failover"
+
+
+def experiments(ctx: Context, hosts: list[str] | None = None) -> list[Experiment]:
+    """The scenarios for this inventory; `hosts` keeps those of the hosts named."""
+    found = host_scenarios(ctx.inventory)
+    if hosts:
+        known = {e.fault.subject for e in found}
+        if unknown := [h for h in hosts if h not in known]:
+            from halab.errors import InputError, Problem
+
+            raise InputError(
+                "hosts",
+                [Problem("hosts", f"no scenario for {', '.join(unknown)}",
+                         f"hosts with a scenario: {', '.join(sorted(known))}")],
+            )  # fmt: skip
+        found = [e for e in found if e.fault.subject in hosts]
+    return found
+
+
+def scope(ctx: Context, chosen: list[Experiment]) -> pd.DataFrame:
+    from halab.power import Power
+
+    rows = []
+    for exp in chosen:
+        how = Power(ctx.inventory, ctx.target).how(exp.fault.subject) if ctx.target else "-"
+        rows.append(
+            {
+                "scenario": exp.id,
+                "title": exp.title,
+                "power off": how,
+                "watched up to s": exp.abort_after_s,
+                "follows": ", ".join(exp.follow),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def expectations(ctx: Context, api: Any, chosen: list[Experiment]) -> pd.DataFrame:
+    return report.expectations(ctx, api, chosen)
+
+
+def _survivor_address(ctx: Context, host: str) -> str | None:
+    """A node's address (as the target reaches it) on another host, for NFS reads."""
+    assert ctx.target is not None
+    for node in ctx.inventory.nodes:
+        if node.host != host:
+            return str(ctx.target.addresses.map(node.address))
+    return None
+
+
+def _probes(ctx: Context, api: Any, exp: Experiment) -> tuple[list[ProbeFn], list[DataCheck]]:
+    """Everything the rollout deployed that answers: SeaweedFS (probe files), each Plex's
+    identity at its LoadBalancer address, the orchestrator's metrics, Sonarr's API, and
+    the media through NFS from a node on another host."""
+    sw = SeaweedFS(api, ctx.inventory, timeout=2.0)
+    files = write_file_set(sw, exp.id)
+    probes = [seaweed_read_probe(sw, files), seaweed_write_probe(sw, files)]
+    data = [phase5.files_check(sw, files)]
+    running = followed_now(api, ctx, exp)
+    for app in phase8.apps(ctx, "plex"):
+        if app.name in running and (url := plex_url(api, app)):
+            probes.append(one(f"{app.name} identity", partial(_plex_answers, url)))
+    orchestrator = next(iter(phase8.apps(ctx, "orchestrator")), None)
+    url = phase8.orchestrator_url(ctx, api) if orchestrator is not None else None
+    if orchestrator is not None and orchestrator.name in running and url:
+        probes.append(_orchestrator_probe(url))
+    sonarr = replace_follow(exp, [a for a in exp.follow if a in running])
+    more_probes, more_data = phase5.sonarr_probes(ctx, api, sonarr)
+    probes += more_probes
+    data += more_data
+    endpoint = phase3.endpoint(ctx)
+    nfs = ctx.inventory.storage.nfs
+    source = _survivor_address(ctx, exp.fault.subject)
+    if endpoint is not None and nfs is not None and nfs.exports and source:
+        export = nfs.exports[0].path
+        probes.append(nfs_read_probe(endpoint, export, source, "NFS media"))
+    return probes, data
+
+
+def replace_follow(exp: Experiment, follow: list[str]) -> Experiment:
+    from dataclasses import replace
+
+    return replace(exp, follow=tuple(follow))
+
+
+def _plex_answers(url: str) -> str:
+    doc = identity(url, timeout=1.5)
+    return f"Plex {doc.get('version', '?')} answers"
+
+
+def _orchestrator_probe(url: str) -> ProbeFn:
+    orchestrator = Orchestrator(url, timeout=1.5)
+    lane = "orchestrator"
+
+    def probe() -> list[Sample]:
+        import time
+
+        try:
+            metrics = orchestrator.metrics()
+        except Exception as exc:
+            return [Sample(time.monotonic(), lane, False, str(exc)[:200])]
+        active = metrics.workers_active
+        return [
+            Sample(time.monotonic(), lane, True, f"{active} workers active",
+                   {"workers_active": active})
+        ]  # fmt: skip
+
+    return probe
+
+
+def rehearse(ctx: Context, api: Any, exp: Experiment, say: Say = print) -> Outcome:
+    if (
+        api is None
+        or ctx.target is None
+        or not ctx.allow_disruption
+        or Journal.for_target(ctx.target).read() is not None
+    ):
+        return Runner(ctx, api, say=say).run(exp)  # it says why it does not start
+    probes, data = _probes(ctx, api, exp)
+    outcome = Runner(ctx, api, probes, data, say=say).run(exp)
+    if outcome.outlook is not None and outcome.samples:
+        outcome.checks += verdicts(outcome)
+    return outcome
+
+
+def _longest_gap(samples: list[Sample]) -> float:
+    longest, since = 0.0, None
+    for s in sorted(samples, key=lambda s: s.at):
+        if not s.ok and since is None:
+            since = s.at
+        elif s.ok and since is not None:
+            longest, since = max(longest, s.at - since), None
+    if since is not None and samples:
+        longest = max(longest, samples[-1].at - since)
+    return round(longest, 1)
+
+
+def verdicts(outcome: Outcome) -> list[Check]:
+    """The scenario's validation lines beyond where each app went: the API through the
+    VIP, the GPU workers left, the media, each beside what the planner said."""
+    seen: Outlook | None = outcome.outlook
+    assert seen is not None
+    cid = outcome.experiment.id
+    found = []
+    api = outcome.during("API via VIP")
+    if api:
+        gap = _longest_gap(api)
+        back = api[-1].ok
+        status: Status
+        if seen.api_up:
+            status = "pass" if back else "fail"
+            detail = f"answered through the VIP; longest outage {gap:.1f} s" + (
+                "" if back else "; not answering when the host came back"
+            )
+        else:
+            status = "pass" if not back else "warn"
+            detail = f"down as the planner says (etcd has no quorum); longest outage {gap:.1f} s"
+        found.append(Check(f"{cid}-api", "The API through the VIP", status, detail))
+    workers = [s for s in outcome.during("orchestrator") if s.ok]
+    if workers:
+        active = int(workers[-1].facts.get("workers_active", -1))
+        want = len(seen.gpu_workers)
+        status = "pass" if active == want else "warn"
+        detail = (
+            f"the orchestrator counts {active} workers active at the end; the planner "
+            f"leaves {want}: {', '.join(seen.gpu_workers) or 'none'}"
+        )
+        found.append(
+            Check(f"{cid}-gpu-workers", "Transcode workers left", status, detail, required=False)
+        )
+    media = outcome.during("NFS media")
+    if media:
+        up = media[-1].ok
+        status = "pass" if up == seen.nfs_up else "fail"
+        said = "media readable" if up else f"media offline ({media[-1].detail})"
+        plan = "up" if seen.nfs_up else "offline with its host (the plan accepts it)"
+        found.append(
+            Check(f"{cid}-media", "Media over NFS", status, f"{said}; the planner: {plan}")
+        )
+    return found
+
+
+def keep(ctx: Context, outcome: Outcome) -> list[Path]:
+    return report.keep(ctx, NAME, outcome)
+
+
+def checks(outcomes: list[Outcome]) -> list[Check]:
+    found = [c for o in outcomes for c in o.checks]
+    return found or [Check("scenarios", "Failure scenarios", "skip", "no scenario chosen")]

@@ -1,0 +1,199 @@
+"""Experiments without a cluster: the plan's tests built from any inventory, bad
+experiment files refused by field, the planner's expectation, the timeline read from
+samples, predicted against observed, and the journal's rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from halab.errors import InputError
+from halab.experiments.expect import START_ALLOWANCE_S, outlook, tolerance_s
+from halab.experiments.journal import Journal, JournalError
+from halab.experiments.model import (
+    Experiment,
+    Fault,
+    check_subjects,
+    experiment_from,
+    load_experiments,
+    phase5_tests,
+)
+from halab.experiments.probes import Sample
+from halab.experiments.timeline import comparison, findings, lane_events, pod_events, running_again
+from halab.exports_file import parse, without_client
+from halab.inventory import Inventory, load_inventory
+from halab.target import load_target
+
+from helpers import write_yaml
+from twinlab import OTHER_SHAPE, ROOT, TUNED, tuned_inventory
+
+PLAN = ROOT / "params" / "cluster.yaml"
+
+
+@pytest.fixture(scope="module")
+def plan() -> Inventory:
+    return load_inventory(PLAN)
+
+
+def test_the_plans_tests_come_from_the_inventory(plan: Inventory) -> None:
+    test1, test2, test3 = phase5_tests(plan)
+    # The plan's Sonarr prefers role=primary: w1.
+    assert test1.fault == Fault("drain", "k3s-w1") and test1.follow == ("sonarr",)
+    assert test1.return_home
+    assert test2.fault == Fault("stop-volume-server", "k3s-w1")
+    assert test3.fault == Fault("cut-nfs", "k3s-w1")
+    other = load_inventory(OTHER_SHAPE)
+    o1, o2, o3 = phase5_tests(other)
+    assert o3.fault == Fault("cut-nfs", "cyclops")
+    # tvdb-sync may run on tier=apps nodes only: cyclops.
+    assert o1.fault == Fault("drain", "cyclops") and o1.follow == ("tvdb-sync",)
+    assert o2.fault.kind == "stop-volume-server"
+    assert o2.fault.subject in {n.name for n in other.seaweed_volume_servers}
+
+
+def test_a_bad_experiment_is_refused_by_field(plan: Inventory, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"experiments\[0\]\.fault"):
+        experiment_from(
+            {"id": "x", "title": "t", "fault": {"kind": "melt"}}, "f.yaml", "experiments[0]"
+        )
+    with pytest.raises(InputError, match=r"unknown field.*colour"):
+        experiment_from(
+            {"id": "x", "title": "t", "fault": {"kind": "drain", "subject": "a"}, "colour": 1},
+            "f.yaml",
+            "e",
+        )
+    path = write_yaml(
+        tmp_path / "mine.yaml",
+        {
+            "experiments": [
+                {"id": "w9", "title": "drain w9", "fault": {"kind": "drain", "subject": "k3s-w9"}}
+            ]
+        },
+    )
+    with pytest.raises(InputError) as caught:
+        load_experiments(path, plan)
+    text = str(caught.value)
+    assert "experiments[0].fault.subject" in text and "'k3s-w9' is no node" in text
+    assert "k3s-w1" in text  # the fix: the nodes there are
+    with pytest.raises(InputError, match="runs no SeaweedFS volume server"):
+        other = load_inventory(OTHER_SHAPE)
+        check_subjects(Experiment("v", "v", "", Fault("stop-volume-server", "eos")), other)
+
+
+def test_the_planner_expects_for_this_inventory(plan: Inventory, tmp_path: Path) -> None:
+    test1, test2, _ = phase5_tests(plan)
+    drained = outlook(plan, test1, {"sonarr": "k3s-w1"})
+    (sonarr,) = drained.apps
+    # Only a preference for role=primary: any node it fits may take it (finding
+    # workload-fallback), not just the plan's w2.
+    assert sonarr.moves and sonarr.next_nodes == ("k3s-cp1", "k3s-cp2", "k3s-w2")
+    assert sonarr.predicted_s == 0.0
+    assert drained.api_up and drained.down_nodes == ("k3s-w1",)
+    # Where it does not run on the drained node, it stays.
+    assert not outlook(plan, test1, {"sonarr": "k3s-w2"}).apps[0].moves
+    stopped = outlook(plan, test2, {"sonarr": "k3s-w1"})
+    assert stopped.seaweed_readable and not stopped.apps[0].moves
+    # A host powered off: grace + toleration + the RWO force detach, from the inventory.
+    tuned = load_inventory(tuned_inventory(tmp_path / "tuned.yaml"))
+    off = Experiment("s1", "proxmox off", "", Fault("power-off", "proxmox"), follow=("sonarr",))
+    (moved,) = outlook(tuned, off, {"sonarr": "k3s-w1"}).apps
+    want = (
+        TUNED["node_monitor_grace_period_s"]
+        + TUNED["default_unreachable_toleration_s"]
+        + TUNED["force_detach_s"]
+    )
+    assert moved.predicted_s == want and "k3s-w2" in moved.next_nodes
+    # The shipped inventory's defaults: 50 s grace from 1.32, 300 s, 6 min detach.
+    (slow,) = outlook(plan, off, {"sonarr": "k3s-w1"}).apps
+    assert slow.predicted_s == 50 + 300 + 360
+
+
+def _pods(*pods: tuple[str, str, str, bool, bool]) -> dict[str, object]:
+    return {
+        "pods": [
+            {"name": n, "uid": u, "node": node, "phase": "Running", "ready": r, "deleting": d}
+            for n, u, node, r, d in pods
+        ]
+    }
+
+
+def test_the_timeline_is_read_from_the_samples() -> None:
+    t0 = 100.0
+    lane = "pod sonarr"
+    samples = [
+        Sample(t0 - 1, lane, True, "", _pods(("s-a", "a", "w1", True, False))),
+        Sample(t0 + 1, lane, False, "", _pods(("s-a", "a", "w1", False, True))),
+        Sample(t0 + 2, lane, False, "",
+               _pods(("s-a", "a", "w1", False, True), ("s-b", "b", "", False, False))),
+        Sample(t0 + 3, lane, False, "", _pods(("s-b", "b", "w2", False, False))),
+        Sample(t0 + 6, lane, True, "", _pods(("s-b", "b", "w2", True, False))),
+        Sample(t0 - 1, "node w1", True, "Ready", {"taints": []}),
+        Sample(t0 + 1, "node w1", False,
+               "Ready=True, cordoned (node.kubernetes.io/unschedulable:NoSchedule)",
+               {"taints": ["node.kubernetes.io/unschedulable:NoSchedule"]}),
+        Sample(t0 + 1, "API via VIP", True, "v1.32"),
+    ]  # fmt: skip
+    events = [e.what for e in pod_events(samples, t0, "sonarr")]
+    assert events == [
+        "s-a Terminating on w1",
+        "s-b created, Pending",
+        "s-b scheduled on w2",
+        "sonarr Running and Ready on w2",
+    ]
+    assert running_again(samples, t0, "sonarr", {"w1"}) == (6.0, "w2")
+    node = [e.what for e in lane_events(samples, t0)]
+    assert "taint unschedulable:NoSchedule on w1" in node and "w1 Ready=True, cordoned" in node
+
+
+def test_predicted_against_observed(plan: Inventory) -> None:
+    test1 = phase5_tests(plan)[0]
+    seen = outlook(plan, test1, {"sonarr": "k3s-w1"})
+    fine = comparison(seen, {"sonarr": (8.0, "k3s-w2")})
+    assert list(fine["verdict"]) == ["as predicted"] and not findings(fine)
+    assert fine.attrs["tolerance"].startswith("observed within predicted")
+    late = comparison(seen, {"sonarr": (START_ALLOWANCE_S + 5, "k3s-w2")})
+    assert "off the prediction: a finding" in late["verdict"][0]
+    elsewhere = comparison(seen, {"sonarr": (5.0, "k3s-cp3")})
+    assert "ran on k3s-cp3, not where predicted" in findings(elsewhere)[0]
+    never = comparison(seen, {})
+    assert findings(never) == ["sonarr: not seen running again: a finding"]
+    assert tolerance_s(710) == START_ALLOWANCE_S + 0.25 * 710
+
+
+def test_the_journal_refuses_a_second_start_until_restored(tmp_path: Path) -> None:
+    target_file = write_yaml(tmp_path / "target.yaml", {"kind": "cluster", "kubeconfig": "k"})
+    journal = Journal.for_target(load_target(target_file))
+    assert journal.path == tmp_path / "target.journal.json"
+    journal.begin("test1", "drain k3s-w1", PLAN)
+    journal.will({"do": "uncordon", "node": "k3s-w1"})
+    doc = json.loads(journal.path.read_text())
+    assert doc["undo"] == [{"do": "uncordon", "node": "k3s-w1"}] and doc["experiment"] == "test1"
+    with pytest.raises(JournalError, match=r"uncordon k3s-w1.*halab restore --target"):
+        journal.refuse_if_pending()
+    with pytest.raises(JournalError, match="undo still due"):
+        journal.close()
+    journal.done({"do": "uncordon", "node": "k3s-w1"})
+    journal.close()
+    assert not journal.path.exists()
+    journal.refuse_if_pending()
+
+
+def test_a_node_is_cut_from_the_exports_and_the_others_kept() -> None:
+    text = (
+        "# rendered\n"
+        "/mnt/user/media 192.168.1.0/24(ro,sync,no_subtree_check)\n"
+        '"/mnt/user/my share" 192.168.1.41(rw) 10.0.0.0/8(ro)\n'
+        "/mnt/user/other 10.0.0.0/8(rw)\n"
+    )
+    cut, paths = without_client(text, "192.168.1.41", ["192.168.1.11", "192.168.1.42"])
+    assert paths == ["/mnt/user/media", "/mnt/user/my share"]
+    exports = parse(cut)
+    assert set(exports["/mnt/user/media"]) == {"192.168.1.11", "192.168.1.42"}
+    assert exports["/mnt/user/media"]["192.168.1.11"] == {"ro", "sync", "no_subtree_check"}
+    # The host's own entry goes (it let in no one else); the other subnet's stays.
+    assert set(exports["/mnt/user/my share"]) == {"10.0.0.0/8"}
+    assert "/mnt/user/other 10.0.0.0/8(rw)" in cut and cut.startswith("# rendered")
+    # No export lets it in: nothing to cut.
+    assert without_client("/x 10.0.0.0/8(rw)\n", "192.168.1.41", [])[1] == []

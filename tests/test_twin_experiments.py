@@ -1,0 +1,135 @@
+"""An experiment interrupted mid-fault is undone and the cluster returns to its steady
+state; one killed outright leaves its journal, which refuses the next experiment until
+`halab restore` undoes it. On the session's twin, with a drain (the fault that needs no
+storage): the journal's mechanics are the same for every fault."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from halab.context import open_context
+from halab.experiments.journal import Journal
+from halab.experiments.model import Experiment, Fault
+from halab.experiments.runner import Runner
+from halab.inventory import load_inventory
+
+from twinlab import ROOT, TwinLab, eventually
+
+pytestmark = [pytest.mark.twin]
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from halab.context import open_context
+    from halab.experiments.model import Experiment, Fault
+    from halab.experiments.runner import Runner
+    from halab.kube import api_client
+
+    inventory, target, node, run_dir = sys.argv[1:5]
+    ctx = open_context(inventory, target, run_dir=run_dir, allow_disruption=True)
+    exp = Experiment("drill", f"drain {node}, to be interrupted", "", Fault("drain", node),
+                     abort_after_s=120)
+    Runner(ctx, api_client(ctx.target), say=lambda s: print(s, flush=True)).run(exp)
+    print("ran to the end", flush=True)
+    """
+)
+
+
+def _worker(lab: TwinLab) -> str:
+    inv = load_inventory(lab.inventory)
+    return next(n.name for n in inv.nodes if not n.is_server)
+
+
+def _start(lab: TwinLab, node: str, run_dir: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(lab.inventory), str(lab.dir / "target.yaml"), node,
+         str(run_dir)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def _read_until(proc: subprocess.Popen[str], word: str, timeout: float = 120) -> list[str]:
+    assert proc.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line.rstrip())
+        if word in line:
+            return seen
+    proc.kill()
+    raise AssertionError(f"never printed {word!r}:\n" + "\n".join(seen))
+
+
+def _cordoned(lab: TwinLab, node: str) -> bool:
+    return bool(client.CoreV1Api(lab.api()).read_node(node).spec.unschedulable)
+
+
+def _steady(lab: TwinLab) -> bool:
+    nodes = client.CoreV1Api(lab.api()).list_node().items
+    return all(
+        not n.spec.unschedulable
+        and any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
+        for n in nodes
+    )
+
+
+def test_an_interrupted_experiment_is_undone(twin: TwinLab, tmp_path: Path) -> None:
+    node = _worker(twin)
+    proc = _start(twin, node, tmp_path)
+    _read_until(proc, f"cordoned {node}")
+    assert _cordoned(twin, node)
+    journal = twin.dir / "target.journal.json"
+    assert journal.exists()  # written before the node was touched
+    proc.send_signal(signal.SIGINT)  # a kernel interrupt, mid-fault
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode != 0 and "ran to the end" not in out, out
+    assert "interrupted: undoing the fault" in out and "fault undone" in out, out
+    assert not journal.exists()
+    assert not _cordoned(twin, node)
+    eventually(lambda: _steady(twin), 60, "every node Ready and schedulable")
+
+
+def test_a_killed_experiment_waits_for_restore(twin: TwinLab, tmp_path: Path) -> None:
+    node = _worker(twin)
+    proc = _start(twin, node, tmp_path)
+    _read_until(proc, f"cordoned {node}")
+    os.kill(proc.pid, signal.SIGKILL)  # no finally runs
+    proc.communicate(timeout=30)
+    target = twin.dir / "target.yaml"
+    journal = Journal(twin.dir / "target.journal.json")
+    try:
+        assert journal.read() is not None and _cordoned(twin, node)
+        # The next experiment will not start on a cluster left half-changed.
+        ctx = open_context(twin.inventory, target, run_dir=tmp_path, allow_disruption=True)
+        other = Experiment("next", "another drain", "", Fault("drain", node))
+        (refused,) = Runner(ctx, twin.api(), say=lambda _: None).run(other).checks
+        assert refused.status == "fail" and "halab restore" in refused.detail, refused
+        assert f"uncordon {node}" in refused.detail
+    finally:
+        done = subprocess.run(
+            [sys.executable, "-m", "halab.cli", "restore", "--inventory", str(twin.inventory),
+             "--target", str(target)],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"uncordoned {node}" in done.stdout and "removed" in done.stdout, done.stdout
+    assert journal.read() is None and not _cordoned(twin, node)
+    again = subprocess.run(
+        [sys.executable, "-m", "halab.cli", "restore", "--inventory", str(twin.inventory),
+         "--target", str(target)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert again.returncode == 0 and "nothing to restore" in again.stdout
+    eventually(lambda: _steady(twin), 60, "every node Ready and schedulable")
