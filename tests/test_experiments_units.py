@@ -21,7 +21,15 @@ from halab.experiments.model import (
     phase5_tests,
 )
 from halab.experiments.probes import Sample
-from halab.experiments.timeline import comparison, findings, lane_events, pod_events, running_again
+from halab.experiments.timeline import (
+    comparison,
+    findings,
+    lane_events,
+    pod_events,
+    running_again,
+    segments,
+    swimlane,
+)
 from halab.exports_file import parse, without_client
 from halab.inventory import Inventory, load_inventory
 from halab.target import load_target
@@ -139,6 +147,7 @@ def test_the_timeline_is_read_from_the_samples() -> None:
     assert events == [
         "s-a Terminating on w1",
         "s-b created, Pending",
+        "s-a gone from w1",
         "s-b scheduled on w2",
         "sonarr Running and Ready on w2",
     ]
@@ -197,3 +206,22 @@ def test_a_node_is_cut_from_the_exports_and_the_others_kept() -> None:
     assert "/mnt/user/other 10.0.0.0/8(rw)" in cut and cut.startswith("# rendered")
     # No export lets it in: nothing to cut.
     assert without_client("/x 10.0.0.0/8(rw)\n", "192.168.1.41", [])[1] == []
+
+
+def test_the_shipped_example_experiments_load(plan: Inventory) -> None:
+    (mine,) = load_experiments(ROOT / "params" / "experiments.example.yaml", plan)
+    assert mine.fault == Fault("power-off", "k3s-w2") and mine.running_only
+    assert mine.follow == ("sonarr",)
+
+
+def test_a_lane_is_drawn_as_runs_of_one_state() -> None:
+    lane = "API via VIP"
+    states = [True] * 4 + [False] * 3 + [True] * 2
+    samples = [Sample(10.0 + 0.5 * i, lane, ok, "") for i, ok in enumerate(states)]
+    samples.append(Sample(30.0, lane, True, ""))  # after 15 s unseen: a grey gap between
+    runs = segments(samples, 10.0)
+    assert runs[False] == [(2.0, 1.5)]
+    assert runs[True][:2] == [(0.0, 2.0), (3.5, 0.5 + 3.0)]
+    assert runs[True][2] == (20.0, 0.5)
+    figure = swimlane(samples, 10.0, [], "t")  # one call per colour, however many samples
+    assert len(figure.axes[0].collections) == 3

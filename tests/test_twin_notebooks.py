@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -65,13 +66,22 @@ def test_every_phase_on_the_twin(twin: TwinLab, tmp_path: Path) -> None:
 
 
 def _phases_0_to_7(twin: TwinLab, tmp_path: Path) -> None:
-    code, printed, run_dir = _halab_run(twin, "0-7", tmp_path, "--allow-disruption")
+    # Phases 0 to 4 without permission to disrupt: phase 2 powers no host off (the other
+    # shape's test and test_twin_seaweedfs prove its rehearsal); 5 to 7 with it.
+    code, printed, run_dir = _halab_run(twin, "0-4", tmp_path / "0-4")
     assert code == 0, printed
+    code, printed, later = _halab_run(twin, "5-7", tmp_path / "5-7", "--allow-disruption")
+    assert code == 0, printed
+    for written in later.iterdir():
+        if written.name.startswith("phase"):  # one directory of evidence to read below
+            shutil.copy(written, run_dir / written.name)
     statuses = {}
+    details = {}
     advisory = set()
     for name in ("phase0", "phase1", "phase2", "phase3", "phase4", "phase5", "phase6", "phase7"):
         doc = json.loads((run_dir / f"{name}.checks.json").read_text())
         statuses.update({c["id"]: c["status"] for c in doc["checks"]})
+        details.update({c["id"]: c["detail"] for c in doc["checks"]})
         advisory |= {c["id"] for c in doc["checks"] if not c["required"]}
         # What is asked of the cluster or its hosts is timed (phase 0's inventory checks
         # are answered from the file alone).
@@ -84,7 +94,7 @@ def _phases_0_to_7(twin: TwinLab, tmp_path: Path) -> None:
     # Nothing skips: the twin runs the CSI driver's stand-in with real weed mounts. With the
     # plan's 002 in one rack copies may share a host (advisory), and a volume may have had
     # every copy on the host that went down (a warning naming it).
-    skipped = {k for k, s in statuses.items() if s == "skip"}
+    skipped = {k for k, s in statuses.items() if s == "skip"} - {"survives-host-loss"}
     # Only what nothing serves yet (MetalLB before phase 7 delivers it, so no BGP session
     # for phase 6's servers) and what the twin's target says it cannot do (ask GitHub);
     # the hosts answer SSH, so the NFS server's own /etc/exports is read and compared.
@@ -111,7 +121,8 @@ def _phases_0_to_7(twin: TwinLab, tmp_path: Path) -> None:
     assert statuses["pi-prepared-k3s-cp3"] == "pass"
     assert {f"sizes-{n}" for n in ("k3s-cp1", "k3s-w1", "k3s-w3")} <= set(statuses)
     assert {"csi-registered", "pvc-binds", "pvc-write-read"} <= set(statuses)
-    assert statuses["survives-host-loss"] in ("pass", "warn"), statuses
+    rehearsal = statuses["survives-host-loss"]
+    assert rehearsal == "skip" and "disruption not allowed" in details["survives-host-loss"]
     must = {
         k: s
         for k, s in statuses.items()
@@ -180,8 +191,11 @@ def _phase5(run_dir: Path, statuses: dict[str, str]) -> None:
     for name in ("test1-swimlane.png", "test1.samples.csv", "test1.timeline.csv"):
         assert (run_dir / f"phase5.{name}").exists(), name
     timeline = (run_dir / "phase5.test1.timeline.csv").read_text()
-    for event in ("fault injected", "Terminating on k3s-w1", "fault undone", "steady state back"):
+    for event in ("fault injected", "sonarr Running and Ready on", "fault undone",
+                  "steady state back"):  # fmt: skip
         assert event in timeline, timeline
+    # The evicted pod, seen Terminating or (deleted between two samples) gone.
+    assert "Terminating on k3s-w1" in timeline or "gone from k3s-w1" in timeline, timeline
 
 
 def _sonarr_keeps_its_series_across_its_pod(twin: TwinLab) -> None:
@@ -302,7 +316,6 @@ def _scenario_1(twin: TwinLab, out: Path) -> None:
     code, printed, run_dir = _papermill(
         twin, "failover", out, "-p", "allow_disruption", "True", "-y", "hosts: [proxmox]"
     )
-    assert code == 0, printed
     checks = {
         c["id"]: c for c in json.loads((run_dir / "failover.checks.json").read_text())["checks"]
     }
@@ -311,14 +324,25 @@ def _scenario_1(twin: TwinLab, out: Path) -> None:
         assert checks[f"host-proxmox-{cid}"]["status"] == "pass", checks
     moved = {k for k in checks if k.startswith("host-proxmox-moved-")}
     assert {"host-proxmox-moved-sonarr", "host-proxmox-moved-plex"} <= moved, checks
-    for cid in moved:
-        assert checks[cid]["status"] == "pass", checks[cid]
+    # With the plan's 002 in one rack SeaweedFS may have put every copy of a volume on
+    # Proxmox's three servers (it places at random): an app whose config is in such a
+    # volume cannot start elsewhere until the host is back. The experiment names the
+    # volumes and the files in them; anything else must move as predicted.
+    stranded = checks["host-proxmox-data-stranded"]
+    stuck = {cid.removeprefix("host-proxmox-moved-") for cid in moved
+             if checks[cid]["status"] != "pass"}  # fmt: skip
+    for app in stuck:
+        assert f"{app}:" in stranded["detail"], (checks[f"host-proxmox-moved-{app}"], stranded)
+    assert stranded["status"] in ("pass", "warn"), stranded
+    # The notebook fails exactly when the plan's "moves to w2" did not hold.
+    assert code == (1 if stuck else 0), printed
     # The k8s worker never ran (the plan's intel.com/gpu): not followed, and said so.
     assert "clusterplex-worker" in checks["host-proxmox-not-followed"]["detail"]
     assert checks["host-proxmox-gpu-workers"]["status"] == "pass", checks
     # Observed against predicted, from the same tuned inventory: every move within the
     # stated tolerance.
-    rows = checks["host-proxmox-planner"]["data"]
+    rows = [r for r in checks["host-proxmox-planner"]["data"] if r["workload"] not in stuck]
+    assert rows, checks["host-proxmox-planner"]
     for row in rows:
         assert row["verdict"] == "as predicted", rows
         assert abs(row["observed s"] - row["predicted s"]) <= tolerance_s(row["predicted s"])

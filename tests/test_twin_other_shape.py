@@ -118,16 +118,17 @@ def test_every_phase_on_the_other_shape(other: TwinLab, tmp_path: Path) -> None:
     assert phase4["config-on-seaweedfs-tvdb-sync"]["status"] == "pass", phase4
     assert "root folders: /tv" in phase4["functional-tvdb-sync"]["detail"]
     phase5 = {c["id"]: c for c in checks_of(live, "phase5")}
-    # Test 1 drains cyclops, the one node tvdb-sync may run on: the planner says nowhere
-    # else fits, so it is not replaced while the drain lasts, and returns after it.
+    # Test 1 drains cyclops, where tvdb-sync runs: the planner's one other tier=apps node,
+    # worker-amber, takes it, and it returns to cyclops after the drain.
     moved = phase5["test1-moved-tvdb-sync"]
-    assert moved["status"] == "pass" and "not replaced" in moved["detail"], moved
-    assert "no node left that fits it" in moved["detail"], moved
+    assert moved["status"] == "pass" and "Running on worker-amber" in moved["detail"], moved
+    (row,) = phase5["test1-planner"]["data"]
+    assert row["predicted where"] == "worker-amber" and row["verdict"] == "as predicted", row
     passing = (
         "test1-returned-tvdb-sync", "test1-data-tvdb-sync-config", "test1-restored",
         "test2-data-replication", "test2-restored", "test1-seaweedfs-readable",
-        "test3-cut-seen", "test3-others-unaffected", "test3-media-unavailable-tvdb-sync-shows",
-        "test3-media-back-tvdb-sync-shows", "test3-restored",
+        "test3-cut-seen", "test3-others-unaffected", "test3-restored",
+        "test3-media-unavailable-tvdb-sync-library", "test3-media-back-tvdb-sync-library",
     )  # fmt: skip
     for cid in passing:
         assert phase5[cid]["status"] == "pass", phase5[cid]

@@ -354,7 +354,11 @@ PHASE5 = [
         "`finally`, on Ctrl-C and on a kernel interrupt too, and a run killed outright is "
         "undone by `halab restore` (no experiment starts while a journal is there)."
     ),
-    new_code_cell(PARAMS + "\nallow_disruption = False", metadata={"tags": ["parameters"]}),
+    new_code_cell(
+        PARAMS + "\nallow_disruption = False\n"
+        'experiments_file = ""  # your own experiments (YAML `experiments:` list), run after',
+        metadata={"tags": ["parameters"]},
+    ),
     new_code_cell(
         "from halab import evidence\n"
         "from halab.context import open_context, evidence_for\n"
@@ -366,15 +370,17 @@ PHASE5 = [
         'ev = evidence_for(ctx, "phase5")\n'
         "api = api_client(ctx.target) if ctx.target else None  # None: live checks are "
         "skipped\n"
+        "chosen = phase5.experiments(ctx, experiments_file)\n"
         "ctx.summary()"
     ),
     new_markdown_cell(
         "## The experiments\n"
         "\n"
-        "Built from the inventory: the node the test workload prefers, the app, the volume "
-        "server. Each fault and how it is undone."
+        "Built from the inventory: the node the test workload runs on, the app, the volume "
+        "server; then yours, from `experiments_file` (faults: `drain`, `stop-volume-server`, "
+        "`cut-nfs`, `power-off`). Each fault and how it is undone."
     ),
-    new_code_cell("phase5.scope(ctx)"),
+    new_code_cell("phase5.scope(ctx, chosen)"),
     new_markdown_cell(
         "## What the planner expects\n"
         "\n"
@@ -384,7 +390,7 @@ PHASE5 = [
         "detach), and what SeaweedFS can still read. An experiment is undone if its outcome "
         "is not seen within its abort time."
     ),
-    new_code_cell("phase5.expectations(ctx, api)"),
+    new_code_cell("phase5.expectations(ctx, api, chosen)"),
     new_markdown_cell(
         "## Run them\n"
         "\n"
@@ -395,7 +401,7 @@ PHASE5 = [
     ),
     new_code_cell(
         "outcomes = []\n"
-        "for experiment in phase5.experiments(ctx):\n"
+        "for experiment in chosen:\n"
         "    outcome = phase5.rehearse(ctx, api, experiment)\n"
         "    outcomes.append(outcome)\n"
         "    if outcome.samples:\n"

@@ -260,7 +260,7 @@ def host_scenarios(inv: Inventory) -> list[Experiment]:
         found.append(
             Experiment(
                 exp.id, exp.title, exp.plan, exp.fault, exp.follow,
-                abort_after_s=slowest + tolerance_s(slowest) + 120,
+                abort_after_s=slowest + tolerance_s(slowest) + 60,
                 settle_s=max(300.0, slowest),
                 # Long enough that an app which should stay would have been evicted.
                 observe_s=float(eviction_after_s(inv) + 10),

@@ -139,6 +139,54 @@ def pods_probe(api: Any, app: str, namespace: str) -> ProbeFn:
     return probe
 
 
+def attachment_probe(api: Any, app: str, namespace: str) -> ProbeFn:
+    """Where the app's claims are attached (VolumeAttachments of their PVs): ok while each
+    is attached; the facts name the node, so the timeline sees a volume move."""
+    from kubernetes import client
+
+    core, storage = client.CoreV1Api(api), client.StorageV1Api(api)
+    selector = f"app.kubernetes.io/name={app}"
+    pvs: dict[str, str] = {}  # claim -> PV, found once bound
+
+    def probe() -> list[Sample]:
+        try:
+            if not pvs:
+                for pod in core.list_namespaced_pod(
+                    namespace, label_selector=selector, _request_timeout=1.5
+                ).items:
+                    for vol in pod.spec.volumes or []:
+                        claim = vol.persistent_volume_claim
+                        if claim is None or claim.claim_name in pvs:
+                            continue
+                        pvc = core.read_namespaced_persistent_volume_claim(
+                            claim.claim_name, namespace, _request_timeout=1.5
+                        )
+                        if pvc.spec.volume_name:
+                            pvs[claim.claim_name] = pvc.spec.volume_name
+            attachments = storage.list_volume_attachment(_request_timeout=1.5).items
+        except Exception:
+            return []
+        by_pv = {a.spec.source.persistent_volume_name: a for a in attachments}
+        at = _now()
+        out = []
+        for claim, pv in sorted(pvs.items()):
+            va = by_pv.get(pv)
+            if va is None:  # NFS and other unattached claims have none at all
+                continue
+            attached = bool(va.status and va.status.attached)
+            node = va.spec.node_name
+            detail = f"{claim}: {'attached to' if attached else 'attaching to'} {node}"
+            if va.metadata.deletion_timestamp is not None:
+                detail += " (detaching)"
+            out.append(
+                Sample(at, f"volume {claim}", attached and va.metadata.deletion_timestamp is None,
+                       detail, {"node": node, "attached": attached, "claim": claim})
+            )  # fmt: skip
+        return out
+
+    return probe
+
+
 @dataclass
 class FileSet:
     """Probe files written through SeaweedFS before a fault, with their checksums."""
@@ -187,15 +235,23 @@ def seaweed_read_probe(sw: Any, files: FileSet) -> ProbeFn:
 
 
 def seaweed_write_probe(sw: Any, files: FileSet) -> ProbeFn:
-    """A small new file through the first filer, then deleted again."""
+    """A small new file through the first filer that takes it (as a client of the filers'
+    Service would), then deleted again."""
     count = [0]
 
     def write() -> str:
         count[0] += 1
         path = f"{files.directory}/write-{count[0]}.txt"
-        sw.put(path, f"sample {count[0]}\n".encode(), filer=sw.filers[0])
-        sw.delete(path, filer=sw.filers[0])
-        return f"wrote and deleted {path.rsplit('/', 1)[-1]}"
+        errors = []
+        for filer in sw.filers:
+            try:
+                sw.put(path, f"sample {count[0]}\n".encode(), filer=filer)
+            except Exception as exc:
+                errors.append(f"{filer}: {explain(exc)[:120]}")
+                continue
+            sw.delete(path, filer=filer)
+            return f"wrote and deleted {path.rsplit('/', 1)[-1]} through {filer}"
+        raise RuntimeError("; ".join(errors) or "no filer")
 
     return one("SeaweedFS write", write)
 

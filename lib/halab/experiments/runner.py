@@ -29,7 +29,15 @@ from halab.experiments import faults
 from halab.experiments.expect import Outlook, outlook
 from halab.experiments.journal import Journal, JournalError, action_text
 from halab.experiments.model import Experiment, check_subjects
-from halab.experiments.probes import ProbeFn, Sample, Watch, api_probe, nodes_probe, pods_probe
+from halab.experiments.probes import (
+    ProbeFn,
+    Sample,
+    Watch,
+    api_probe,
+    attachment_probe,
+    nodes_probe,
+    pods_probe,
+)
 from halab.experiments.timeline import (
     Event,
     comparison,
@@ -66,6 +74,14 @@ class Outcome:
     outlook: Outlook | None = None
     origin: float = 0.0
     done: list[str] = field(default_factory=list)  # what was changed and undone, in order
+    seconds: float = 0.0  # the whole experiment, steady state to steady state
+    waiting: dict[str, str] = field(default_factory=dict)  # app -> what held it back
+
+    def stamp(self, checks: list[Check]) -> list[Check]:
+        """A check that is not itself a time carries how long the experiment ran."""
+        for check in checks:
+            check.seconds = check.seconds or self.seconds
+        return checks
 
     @property
     def timeline(self) -> pd.DataFrame:
@@ -215,6 +231,11 @@ class Runner:
         inv = self.ctx.inventory
         found = [api_probe(self.api), nodes_probe(self.api, [n.name for n in inv.nodes])]
         found += [pods_probe(self.api, a, inv.app(a).namespace) for a in exp.follow]
+        found += [
+            attachment_probe(self.api, a, inv.app(a).namespace)
+            for a in exp.follow
+            if any(v.kind == "seaweedfs" and v.access == "RWO" for v in inv.app(a).volumes)
+        ]
         return found + self.extra
 
     def run(self, exp: Experiment) -> Outcome:
@@ -270,9 +291,8 @@ class Runner:
                 key=lambda e: e.at,
             )
         self._compare(out)
-        # A check that is not itself a time carries how long the experiment ran.
-        for check in out.checks:
-            check.seconds = check.seconds or round(time.monotonic() - started, 3)
+        out.seconds = round(time.monotonic() - started, 3)
+        out.stamp(out.checks)
         return out
 
     def _mark(self, out: Outcome, what: str) -> None:
@@ -345,6 +365,7 @@ class Runner:
             fault_end = time.monotonic()
             with _held_off():
                 self._undo(out, journal)
+        out.samples = list(watch.samples)  # what the outcome checks read
         out.checks += self._outcome_checks(exp, out, watch, fault_end)
         if interrupted is not None:
             out.checks.append(Check(f"{cid}-interrupted", "Interrupted", "fail", str(interrupted)))
@@ -420,6 +441,10 @@ class Runner:
                 return "outcome seen" if movers else f"watched {exp.observe_s:.0f} s"
             if now > deadline:
                 late = ", ".join(pending)
+                # What each waits on, while the fault still holds.
+                for name in pending:
+                    ns = self.ctx.inventory.app(name).namespace
+                    out.waiting[name] = _why_waiting(self.api, name, ns)
                 raise AbortError(f"aborted after {exp.abort_after_s:.0f} s: not running: {late}")
 
     def _outcome_checks(
@@ -441,6 +466,7 @@ class Runner:
                               f"which the planner does not expect ({app.why})")  # fmt: skip
                 elif seen_s is None:
                     status, detail = "fail", "not running again before the fault was undone"
+                    detail += out.waiting.get(app.app, "")
                 elif app.next_nodes and seen_on not in app.next_nodes:
                     status = "fail"
                     detail = f"Running on {seen_on} after {seen_s:.1f} s; the planner said " + (
@@ -553,6 +579,40 @@ class Runner:
                   "; ".join(found) or f"every workload as predicted ({frame.attrs['tolerance']})",
                   data=frame.to_dict(orient="records"), required=False)
         )  # fmt: skip
+
+
+def _why_waiting(api: Any, app: str, namespace: str) -> str:
+    """What the app's newest pod waits on: its last warning event, else its containers'
+    waiting reasons (so a pod stuck on a volume says so)."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    try:
+        pods = core.list_namespaced_pod(
+            namespace, label_selector=f"app.kubernetes.io/name={app}"
+        ).items
+        live = [p for p in pods if p.metadata.deletion_timestamp is None]
+        if not live:
+            return "; no pod of it left"
+        pod = max(live, key=lambda p: p.metadata.creation_timestamp)
+        events = core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.name={pod.metadata.name}"
+        ).items
+        warnings = [e for e in events if e.type == "Warning"]
+        if warnings:
+            last = warnings[-1]
+            return f"; {pod.metadata.name} on {pod.spec.node_name}: {last.reason}: {last.message}"
+        states = [
+            f"{c.name} {c.state.waiting.reason}"
+            for c in (pod.status.init_container_statuses or [])
+            + (pod.status.container_statuses or [])
+            if c.state and c.state.waiting
+        ]
+        return f"; {pod.metadata.name} on {pod.spec.node_name}: {pod.status.phase}" + (
+            f" ({', '.join(states)})" if states else ""
+        )
+    except Exception:  # the reason is a courtesy; the verdict stands without it
+        return ""
 
 
 class AbortError(Exception):

@@ -28,6 +28,7 @@ def lane_events(samples: list[Sample], origin: float) -> list[Event]:
     out: list[Event] = []
     last: dict[str, bool] = {}
     taints_seen: dict[str, set[str]] = {}
+    attached_to: dict[str, tuple[Any, Any, bool]] = {}
     for s in sorted(samples, key=lambda s: s.at):
         t = round(s.at - origin, 2)
         before = last.get(s.lane)
@@ -47,6 +48,13 @@ def lane_events(samples: list[Sample], origin: float) -> list[Event]:
             continue
         if s.lane.startswith("pod "):
             continue  # pod_events tells their story
+        if s.lane.startswith("volume "):
+            where = (s.facts.get("claim"), s.facts.get("node"), s.ok)
+            if where != attached_to.get(s.lane) and t >= 0:
+                state = "attached to" if s.ok else "detaching from or attaching to"
+                out.append(Event(t, s.lane, f"{s.facts.get('claim')} {state} {where[1]}"))
+            attached_to[s.lane] = where
+            continue
         if before is True and not s.ok and t >= 0:
             out.append(Event(t, s.lane, f"{s.lane} failing"))
         elif before is False and s.ok and t >= 0:
@@ -63,9 +71,19 @@ def pod_events(samples: list[Sample], origin: float, app: str) -> list[Event]:
     deleting: set[str] = set()
     scheduled: set[str] = set()
     ready: set[str] = set()
+    previous: dict[str, dict[str, Any]] = {}
     for s in sorted((s for s in samples if s.lane == lane), key=lambda s: s.at):
         t = round(s.at - origin, 2)
-        for pod in s.facts.get("pods", []):
+        pods = {p["uid"]: p for p in s.facts.get("pods", [])}
+        if t >= 0:
+            # Deleted between two samples: seen gone rather than Terminating.
+            out += [
+                Event(t, lane, f"{p['name']} gone from {p['node'] or '-'}")
+                for uid, p in previous.items()
+                if uid not in pods
+            ]
+        previous = pods
+        for pod in pods.values():
             uid, node, name = pod["uid"], pod["node"], pod["name"]
             fresh = uid not in known
             known.add(uid)
@@ -163,6 +181,31 @@ def findings(frame: pd.DataFrame) -> list[str]:
 LANE_COLOURS = {True: "#38a169", False: "#e53e3e"}
 
 
+def segments(
+    samples: list[Sample], origin: float, gap: float = 3.0
+) -> dict[bool, list[tuple[float, float]]]:
+    """One lane's samples as runs of the same state, (start, width) in seconds since the
+    origin; a run ends at the next sample, or `gap` after its last one when nothing was
+    seen for longer (left grey: nothing could be asked)."""
+    runs: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    ordered = sorted(samples, key=lambda s: s.at)
+    start: float | None = None
+    state = False
+    last = 0.0
+    for here in ordered:
+        t = here.at - origin
+        if start is not None and (here.ok != state or t - last > gap):
+            end = t if t - last <= gap else last + gap
+            runs[state].append((start, end - start))
+            start = None
+        if start is None:
+            start, state = t, here.ok
+        last = t
+    if start is not None:
+        runs[state].append((start, max(last - start, 0.0) + 0.5))
+    return runs
+
+
 def swimlane(samples: list[Sample], origin: float, events: list[Event], title: str) -> Figure:
     """One lane per probe, green while it was fine, red while not, grey where it could not
     be asked; the experiment's own events as lines across every lane."""
@@ -171,22 +214,22 @@ def swimlane(samples: list[Sample], origin: float, events: list[Event], title: s
     ax = fig.add_subplot()
     end = max((s.at - origin for s in samples), default=1.0)
     start = min((s.at - origin for s in samples), default=0.0)
+    by_lane: dict[str, list[Sample]] = {}
+    for s in samples:
+        by_lane.setdefault(s.lane, []).append(s)
     for row, lane in enumerate(lanes):
-        mine = sorted((s for s in samples if s.lane == lane), key=lambda s: s.at)
+        # One call per lane and colour: matplotlib rescales the axes on every call.
         ax.broken_barh([(start, end - start)], (row - 0.35, 0.7), color="#e2e8f0")
-        for here, after in zip(mine, [*mine[1:], None], strict=True):
-            t0 = here.at - origin
-            t1 = (after.at - origin) if after is not None else t0 + 0.5
-            # A gap longer than a few samples is left grey: nothing was seen there.
-            t1 = min(t1, t0 + 3.0)
-            ax.broken_barh([(t0, t1 - t0)], (row - 0.35, 0.7), color=LANE_COLOURS[here.ok])
+        for ok, runs in segments(by_lane[lane], origin).items():
+            if runs:
+                ax.broken_barh(runs, (row - 0.35, 0.7), color=LANE_COLOURS[ok])
+    ax.set_xlim(start, end + 0.5)
     ax.set_yticks(range(len(lanes)), lanes, fontsize=8)
     ax.set_ylim(-0.7, len(lanes) - 0.3)
     ax.invert_yaxis()
-    marks = [e for e in events if e.lane == "experiment"]
-    for i, e in enumerate(marks):
+    for e in (e for e in events if e.lane == "experiment"):
         ax.axvline(e.at, color="#2d3748", linestyle="--", linewidth=0.8)
-        ax.text(e.at, -0.6 - 0.0 * i, f" {e.what}", rotation=30, fontsize=7, va="bottom", ha="left")
+        ax.text(e.at, -0.6, f" {e.what}", rotation=30, fontsize=7, va="bottom", ha="left")
     ax.set_xlabel("seconds since the fault was injected")
     ax.set_title(title, fontsize=10, pad=38)
     fig.tight_layout()

@@ -26,6 +26,7 @@ from halab.experiments.expect import Outlook
 from halab.experiments.journal import Journal
 from halab.experiments.model import Experiment, host_scenarios
 from halab.experiments.probes import (
+    FileSet,
     ProbeFn,
     Sample,
     nfs_read_probe,
@@ -35,8 +36,11 @@ from halab.experiments.probes import (
     write_file_set,
 )
 from halab.experiments.runner import DataCheck, Outcome, Runner, Say, followed_now
-from halab.phases import phase3, phase5, phase8
+from halab.inventory.model import App
+from halab.phases import phase3, phase4, phase5, phase8
 from halab.phases.plex_transcodes import plex_url
+from halab.phases.seaweed_data import copies_table
+from halab.plan.analysis import Analysis
 from halab.plex import identity
 from halab.seaweed import SeaweedFS
 
@@ -98,7 +102,7 @@ def _probes(ctx: Context, api: Any, exp: Experiment) -> tuple[list[ProbeFn], lis
     sw = SeaweedFS(api, ctx.inventory, timeout=2.0)
     files = write_file_set(sw, exp.id)
     probes = [seaweed_read_probe(sw, files), seaweed_write_probe(sw, files)]
-    data = [phase5.files_check(sw, files)]
+    data = [phase5.files_check(sw, files), _stranded_check(ctx, api, exp, files)]
     running = followed_now(api, ctx, exp)
     for app in phase8.apps(ctx, "plex"):
         if app.name in running and (url := plex_url(api, app)):
@@ -118,6 +122,65 @@ def _probes(ctx: Context, api: Any, exp: Experiment) -> tuple[list[ProbeFn], lis
         export = nfs.exports[0].path
         probes.append(nfs_read_probe(endpoint, export, source, "NFS media"))
     return probes, data
+
+
+def _stranded_check(ctx: Context, api: Any, exp: Experiment, files: FileSet) -> DataCheck:
+    """The volumes that had every copy on the host: unreadable while it is down. Which
+    they were, and what of the probe files and the apps' config lived there, from the
+    master's copies and the filer's chunk lists before the fault."""
+    host = exp.fault.subject
+    sw = SeaweedFS(api, ctx.inventory)
+
+    def capture() -> Any:
+        table = copies_table(sw)
+        stranded = {int(v) for v in table.loc[table["hosts"] == host, "volume"]}
+        held: dict[str, set[int]] = {}
+        for path in sorted(files.sums):
+            held[path.rsplit("/", 1)[-1]] = {int(f.split(",", 1)[0]) for f in sw.chunks(path)}
+        for app in [ctx.inventory.app(a) for a in exp.follow]:
+            found = phase4.config_volume(api, app) if _on_seaweed(app) else None
+            if found is not None:
+                top = found[1]
+                for path, volumes in _walk(sw, top):
+                    held[f"{app.name}:{path.removeprefix(top + '/')}"] = volumes
+        return stranded, held
+
+    def compare(before: Any) -> tuple[Status, str]:
+        stranded, held = before
+        if not stranded:
+            return "pass", f"no volume had every copy on {host}"
+        hit = sorted(name for name, volumes in held.items() if volumes & stranded)
+        shared = not Analysis(ctx.inventory).current.distinct_hosts
+        detail = (
+            f"volumes {', '.join(map(str, sorted(stranded)))} had every copy on {host}: "
+            f"unreadable while it was down; in them: {', '.join(hit) or 'none of ours'}"
+        )
+        if shared:
+            detail += " (the planner says this layout lets copies share a host)"
+        return ("warn" if shared else "fail"), detail
+
+    return DataCheck("stranded", f"Volumes with every copy on {host}", capture, compare)
+
+
+def _on_seaweed(app: App) -> bool:
+    return any(v.kind == "seaweedfs" for v in app.volumes)
+
+
+def _walk(sw: SeaweedFS, top: str, depth: int = 6, limit: int = 400) -> list[tuple[str, set[int]]]:
+    """Every file under `top` on the filer with the volumes its chunks are in (a name
+    with no chunks is taken for a directory and walked; bounded, as config trees are)."""
+    found: list[tuple[str, set[int]]] = []
+    todo = [(top, 0)]
+    while todo and len(found) < limit:
+        here, level = todo.pop()
+        for name in sw.ls(here):
+            path = f"{here}/{name}"
+            chunks = sw.chunks(path)
+            if chunks:
+                found.append((path, {int(c.split(",", 1)[0]) for c in chunks}))
+            elif level < depth:
+                todo.append((path, level + 1))
+    return found
 
 
 def replace_follow(exp: Experiment, follow: list[str]) -> Experiment:
@@ -162,7 +225,7 @@ def rehearse(ctx: Context, api: Any, exp: Experiment, say: Say = print) -> Outco
     probes, data = _probes(ctx, api, exp)
     outcome = Runner(ctx, api, probes, data, say=say).run(exp)
     if outcome.outlook is not None and outcome.samples:
-        outcome.checks += verdicts(outcome)
+        outcome.checks += outcome.stamp(verdicts(outcome))
     return outcome
 
 

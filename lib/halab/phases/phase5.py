@@ -26,10 +26,11 @@ from halab.context import Context
 from halab.evidence import Check, Status
 from halab.experiments import report
 from halab.experiments.journal import Journal
-from halab.experiments.model import Experiment, phase5_tests, test_apps
+from halab.experiments.model import Experiment, load_experiments, phase5_tests, test_apps
 from halab.experiments.probes import (
     FileSet,
     ProbeFn,
+    Sample,
     nfs_read_probe,
     one,
     read_any,
@@ -38,6 +39,7 @@ from halab.experiments.probes import (
     write_file_set,
 )
 from halab.experiments.runner import DataCheck, Outcome, Runner, Say
+from halab.explain import explain
 from halab.inventory.model import App
 from halab.kube import wait_for
 from halab.phases import phase3, phase4
@@ -46,11 +48,18 @@ from halab.seaweed import SeaweedError, SeaweedFS
 PHASE = 5
 
 
-def experiments(ctx: Context) -> list[Experiment]:
-    return phase5_tests(ctx.inventory)
+def experiments(ctx: Context, extra: str | Path = "") -> list[Experiment]:
+    """The plan's tests for this inventory, then a user's own from a YAML file's
+    `experiments:` list (same fields as Experiment; checked against the inventory)."""
+    found = phase5_tests(ctx.inventory)
+    if extra:
+        from halab.paths import resolve
+
+        found += load_experiments(resolve(extra), ctx.inventory)
+    return found
 
 
-def scope(ctx: Context) -> pd.DataFrame:
+def scope(ctx: Context, chosen: list[Experiment] | None = None) -> pd.DataFrame:
     rows = [
         {
             "experiment": e.id,
@@ -60,7 +69,7 @@ def scope(ctx: Context) -> pd.DataFrame:
             "follows": ", ".join(e.follow) or "-",
             "then": "the apps brought back" if e.return_home else "-",
         }
-        for e in experiments(ctx)
+        for e in (experiments(ctx) if chosen is None else chosen)
     ]
     return pd.DataFrame(
         rows, columns=["experiment", "title", "fault", "undone by", "follows", "then"]
@@ -82,8 +91,7 @@ def sonarr_probes(
             probes.append(one(f"{name} API", partial(_sonarr_answers, sonarr)))
             checks.append(_series_check(ctx, api, app, sonarr, sw, directory))
             for vol in [v for v in app.volumes if v.kind == "nfs"] if media else []:
-                lane = media_lane(app.name, vol.mount_path)
-                probes.append(one(lane, partial(_sonarr_browses, sonarr, vol.mount_path)))
+                probes.append(media_probe(sonarr, app.name, vol.mount_path))
     return probes, checks
 
 
@@ -91,12 +99,32 @@ def media_lane(app: str, mount: str) -> str:
     return f"{app} media {mount}"
 
 
-def _sonarr_browses(sonarr: Any, mount: str) -> str:
-    listing = sonarr.browse(mount)
-    folders = listing.get("directories") or []
-    if not folders:
-        raise RuntimeError(f"{mount} shows nothing")
-    return f"{mount}: {len(folders)} folders"
+def media_probe(sonarr: Any, app: str, mount: str) -> ProbeFn:
+    """A media mount as Sonarr's UI shows it: its path picker's folders (Sonarr shows an
+    unreachable folder as empty, not as an error) and, where it is a root folder, whether
+    Sonarr calls it accessible. Fine while it shows what it showed at the start; the facts
+    say which of the two could show a loss at all."""
+    baseline = len(sonarr.browse(mount).get("directories") or [])
+    lane = media_lane(app, mount)
+
+    def probe() -> list[Sample]:
+        at = time.monotonic()
+        try:
+            shown = len(sonarr.browse(mount).get("directories") or [])
+            roots = {r.path.rstrip("/"): r for r in sonarr.root_folders()}
+        except Exception as exc:
+            return [Sample(at, lane, False, explain(exc)[:200], {"baseline": baseline})]
+        root = roots.get(mount.rstrip("/"))
+        facts = {"baseline": baseline, "root": root is not None}
+        if root is not None and not root.accessible:
+            return [Sample(at, lane, False, f"root folder {mount} not accessible", facts)]
+        if baseline and not shown:
+            said = f"{mount} shows nothing (it showed {baseline} folders)"
+            return [Sample(at, lane, False, said, facts)]
+        said = f"{mount}: {shown} folders" + (", root folder accessible" if root else "")
+        return [Sample(at, lane, True, said, facts)]
+
+    return probe
 
 
 def _sonarr_answers(sonarr: Any) -> str:
@@ -237,7 +265,7 @@ def rehearse(ctx: Context, api: Any, exp: Experiment, say: Say = print) -> Outco
         probes += _nfs_lanes(ctx, exp.fault.subject)
     outcome = Runner(ctx, api, probes, data, say=say).run(exp)
     if cut and outcome.samples:
-        outcome.checks += cut_verdicts(ctx, outcome)
+        outcome.checks += outcome.stamp(cut_verdicts(ctx, outcome))
     return outcome
 
 
@@ -291,6 +319,20 @@ def cut_verdicts(ctx: Context, outcome: Outcome) -> list[Check]:
             lane = media_lane(app, vol.mount_path)
             during, after = outcome.during(lane), outcome.after(lane)
             down = [s for s in during if not s.ok]
+            first = next((s for s in outcome.samples if s.lane == lane), None)
+            if (
+                first is not None
+                and not down
+                and not first.facts.get("baseline")
+                and not (first.facts.get("root"))
+            ):
+                found.append(
+                    Check(f"{exp.id}-media-unavailable-{app}-{vol.name}",
+                          f"{app} shows {vol.mount_path} unavailable while {node} is cut off",
+                          "skip", f"{vol.mount_path} is empty and no root folder: Sonarr's UI "
+                          "has nothing to show missing", required=False)
+                )  # fmt: skip
+                continue
             found.append(
                 Check(f"{exp.id}-media-unavailable-{app}-{vol.name}",
                       f"{app} shows {vol.mount_path} unavailable while {node} is cut off",
@@ -328,8 +370,8 @@ def checks(ctx: Context, outcomes: list[Outcome]) -> list[Check]:
     return found
 
 
-def expectations(ctx: Context, api: Any) -> pd.DataFrame:
-    return report.expectations(ctx, api, experiments(ctx))
+def expectations(ctx: Context, api: Any, chosen: list[Experiment] | None = None) -> pd.DataFrame:
+    return report.expectations(ctx, api, experiments(ctx) if chosen is None else chosen)
 
 
 def keep(ctx: Context, outcome: Outcome) -> list[Path]:
