@@ -63,6 +63,9 @@ class DataCheck:
     title: str
     capture: Callable[[], Any]
     compare: Callable[[Any], tuple[Status, str]]
+    # What capture left behind (a test series, probe files), taken away when the
+    # experiment stops before its compare (which cleans up after itself).
+    cleanup: Callable[[], None] = lambda: None
 
 
 @dataclass
@@ -133,6 +136,14 @@ class Outcome:
             for s in sorted(self.samples, key=lambda s: s.at)
         ]
         return pd.DataFrame(rows, columns=["seconds", "lane", "ok", "detail"])
+
+
+def will_disrupt(ctx: Context, api: Any) -> bool:
+    """Whether Runner.run would make a fault now (a target, permission, no journal left
+    by an interrupted run); else it only says why not, and callers need prepare nothing."""
+    if api is None or ctx.target is None or not ctx.allow_disruption:
+        return False
+    return Journal.for_target(ctx.target).read() is None
 
 
 def plan_text(ctx: Context, exp: Experiment) -> str:
@@ -274,7 +285,17 @@ class Runner:
         out.outlook = outlook(self.ctx.inventory, exp, before)
         captured: dict[str, Any] = {}
         for dc in self.data:
-            captured[dc.name] = dc.capture()
+            try:
+                captured[dc.name] = dc.capture()
+            except Exception as exc:  # nothing disrupted yet: say so and stop here
+                out.checks.append(
+                    Check(f"{cid}-steady-before", "Steady state before the fault", "fail",
+                          f"not disrupted: {dc.title}: could not be captured: {explain(exc)}")
+                )  # fmt: skip
+                for done in self.data:
+                    with contextlib.suppress(Exception):
+                        done.cleanup()
+                return out
         started = time.monotonic()
         watch = Watch(self.probes(exp), self.every).start()
         try:
@@ -337,6 +358,9 @@ class Runner:
                 Check(f"{cid}-steady-before", "Steady state before the fault", "fail",
                       "not disrupted, the cluster is not in its steady state: " + "; ".join(bad))
             )  # fmt: skip
+            for dc in self.data:
+                with contextlib.suppress(Exception):  # best effort: nothing was disrupted
+                    dc.cleanup()
             return
         out.checks.append(
             Check(f"{cid}-steady-before", "Steady state before the fault", "pass",

@@ -23,7 +23,6 @@ from halab.context import Context
 from halab.evidence import Check, Status
 from halab.experiments import report
 from halab.experiments.expect import Outlook
-from halab.experiments.journal import Journal
 from halab.experiments.model import Experiment, host_scenarios
 from halab.experiments.probes import (
     FileSet,
@@ -35,7 +34,7 @@ from halab.experiments.probes import (
     seaweed_write_probe,
     write_file_set,
 )
-from halab.experiments.runner import DataCheck, Outcome, Runner, Say, followed_now
+from halab.experiments.runner import DataCheck, Outcome, Runner, Say, followed_now, will_disrupt
 from halab.inventory.model import App
 from halab.phases import phase3, phase4, phase5, phase8
 from halab.phases.plex_transcodes import plex_url
@@ -215,12 +214,7 @@ def _orchestrator_probe(url: str) -> ProbeFn:
 
 
 def rehearse(ctx: Context, api: Any, exp: Experiment, say: Say = print) -> Outcome:
-    if (
-        api is None
-        or ctx.target is None
-        or not ctx.allow_disruption
-        or Journal.for_target(ctx.target).read() is not None
-    ):
+    if not will_disrupt(ctx, api):
         return Runner(ctx, api, say=say).run(exp)  # it says why it does not start
     probes, data = _probes(ctx, api, exp)
     outcome = Runner(ctx, api, probes, data, say=say).run(exp)

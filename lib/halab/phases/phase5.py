@@ -25,7 +25,6 @@ import pandas as pd
 from halab.context import Context
 from halab.evidence import Check, Status
 from halab.experiments import report
-from halab.experiments.journal import Journal
 from halab.experiments.model import Experiment, load_experiments, phase5_tests, test_apps
 from halab.experiments.probes import (
     FileSet,
@@ -38,7 +37,7 @@ from halab.experiments.probes import (
     seaweed_write_probe,
     write_file_set,
 )
-from halab.experiments.runner import DataCheck, Outcome, Runner, Say
+from halab.experiments.runner import DataCheck, Outcome, Runner, Say, will_disrupt
 from halab.explain import explain
 from halab.inventory.model import App
 from halab.kube import wait_for
@@ -173,8 +172,13 @@ def _series_check(
                 fresh.delete_series(series_id)
             added.clear()
 
+    def cleanup() -> None:
+        for series_id in added:
+            sonarr.delete_series(series_id)
+        added.clear()
+
     title = f"{app.name}'s config intact (its series, through its API and its database)"
-    return DataCheck(f"{app.name}-config", title, capture, compare)
+    return DataCheck(f"{app.name}-config", title, capture, compare, cleanup)
 
 
 def files_check(sw: SeaweedFS, files: FileSet) -> DataCheck:
@@ -194,7 +198,12 @@ def files_check(sw: SeaweedFS, files: FileSet) -> DataCheck:
             return "fail", "; ".join(bad)
         return "pass", f"{len(files.sums)} probe files read back with their checksums"
 
-    return DataCheck("seaweedfs-files", "SeaweedFS probe files intact", lambda: None, compare)
+    def cleanup() -> None:
+        sw.delete(files.directory)
+
+    return DataCheck(
+        "seaweedfs-files", "SeaweedFS probe files intact", lambda: None, compare, cleanup
+    )
 
 
 def _copies(table: pd.DataFrame) -> dict[int, set[str]]:
@@ -244,12 +253,7 @@ def _copies_check(sw: SeaweedFS, node: str) -> DataCheck:
 
 def rehearse(ctx: Context, api: Any, exp: Experiment, say: Say = print) -> Outcome:
     """One phase 5 experiment with its probes and data checks."""
-    if (
-        api is None
-        or ctx.target is None
-        or not ctx.allow_disruption
-        or Journal.for_target(ctx.target).read() is not None
-    ):
+    if not will_disrupt(ctx, api):
         return Runner(ctx, api, say=say).run(exp)  # it says why it does not start
     sw = SeaweedFS(api, ctx.inventory, timeout=2.0)
     files = write_file_set(sw, exp.id)
