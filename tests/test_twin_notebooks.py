@@ -66,10 +66,14 @@ def test_every_phase_on_the_twin(twin: TwinLab, tmp_path: Path) -> None:
 
 
 def _phases_0_to_7(twin: TwinLab, tmp_path: Path) -> None:
-    # Phases 0 to 4 without permission to disrupt: phase 2 powers no host off (the other
-    # shape's test and test_twin_seaweedfs prove its rehearsal); 5 to 7 with it.
-    code, printed, run_dir = _halab_run(twin, "0-4", tmp_path / "0-4")
+    # Phases 0 to 4 (and 6) without permission to disrupt: phase 2 powers no host off (the
+    # other shape's test and test_twin_seaweedfs prove its rehearsal); 5 to 7 with it.
+    code, printed, run_dir = _halab_run(twin, "0-4,6", tmp_path / "0-4")
     assert code == 0, printed
+    # Phase 6 without permission pulls no plug either (it runs again below, with it).
+    doc = json.loads((run_dir / "phase6.checks.json").read_text())
+    unpulled = next(c for c in doc["checks"] if c["id"] == "api-survives-host-loss")
+    assert unpulled["status"] == "skip" and "allow_disruption" in unpulled["detail"], unpulled
     code, printed, later = _halab_run(twin, "5-7", tmp_path / "5-7", "--allow-disruption")
     assert code == 0, printed
     for written in later.iterdir():
@@ -209,6 +213,7 @@ def _sonarr_keeps_its_series_across_its_pod(twin: TwinLab) -> None:
     api = twin.api()
     (app,) = phase4.workloads(ctx)
     sonarr, _, _ = phase4.sonarr_for(ctx, api, app)
+    had = [s["title"] for s in sonarr.series()]
     added = sonarr.add_series(121361, "Game of Thrones", "/data/media")
     (before,) = ready_pods(api, app)
     client.CoreV1Api(api).delete_namespaced_pod(before.metadata.name, app.namespace)
@@ -218,7 +223,7 @@ def _sonarr_keeps_its_series_across_its_pod(twin: TwinLab) -> None:
         "Sonarr's next pod Ready",
     )
     sonarr, _, _ = phase4.sonarr_for(ctx, api, app)
-    assert [s["title"] for s in sonarr.series()] == ["Game of Thrones"]
+    assert sorted(s["title"] for s in sonarr.series()) == sorted([*had, "Game of Thrones"])
     sonarr.delete_series(int(added["id"]))
 
 
@@ -345,7 +350,9 @@ def _scenario_1(twin: TwinLab, out: Path) -> None:
     assert rows, checks["host-proxmox-planner"]
     for row in rows:
         assert row["verdict"] == "as predicted", rows
-        assert abs(row["observed s"] - row["predicted s"]) <= tolerance_s(row["predicted s"])
+        if row["observed s"] is not None:  # an app that stays has no time to compare
+            late = abs(row["observed s"] - row["predicted s"])
+            assert late <= tolerance_s(row["predicted s"]), row
     # With 002 in one rack, a volume may have had every copy on Proxmox (the planner says
     # so): a warning naming it, never a pass that hides it.
     assert checks["host-proxmox-seaweedfs-readable"]["status"] in ("pass", "warn"), checks
@@ -363,11 +370,3 @@ def _compose_down(twin: TwinLab) -> None:
     with Hosts(inv, load_target(twin.dir / "target.yaml")) as pool:
         for name in hosts:
             pool[name].run(f"cd {COMPOSE_DIR} 2>/dev/null && docker compose down || true")
-
-
-def test_phase6_without_permission_pulls_no_plug(twin: TwinLab, tmp_path: Path) -> None:
-    code, printed, run_dir = _halab_run(twin, "6", tmp_path)
-    assert code == 0, printed
-    doc = json.loads((run_dir / "phase6.checks.json").read_text())
-    rehearsal = next(c for c in doc["checks"] if c["id"] == "api-survives-host-loss")
-    assert rehearsal["status"] == "skip" and "allow_disruption" in rehearsal["detail"]

@@ -12,6 +12,7 @@ inventory's; the plan's "any 2 hosts down" is not run (its fault takes two hosts
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,7 @@ def _probes(ctx: Context, api: Any, exp: Experiment) -> tuple[list[ProbeFn], lis
     url = phase8.orchestrator_url(ctx, api) if orchestrator is not None else None
     if orchestrator is not None and orchestrator.name in running and url:
         probes.append(_orchestrator_probe(url))
-    sonarr = replace_follow(exp, [a for a in exp.follow if a in running])
+    sonarr = replace(exp, follow=tuple(a for a in exp.follow if a in running))
     more_probes, more_data = phase5.sonarr_probes(ctx, api, sonarr)
     probes += more_probes
     data += more_data
@@ -180,12 +181,6 @@ def _walk(sw: SeaweedFS, top: str, depth: int = 6, limit: int = 400) -> list[tup
             elif level < depth:
                 todo.append((path, level + 1))
     return found
-
-
-def replace_follow(exp: Experiment, follow: list[str]) -> Experiment:
-    from dataclasses import replace
-
-    return replace(exp, follow=tuple(follow))
 
 
 def _plex_answers(url: str) -> str:

@@ -2,7 +2,7 @@
 (halab.experiments), each timed, set beside the planner and always undone.
 
 Plan "Phase 5: HA Validation (Failover/Failback Testing)": Test 1 drains the node the test
-workload prefers (the plan's w1), sees it move with its config intact and SeaweedFS still
+workload runs on (the plan's w1), sees it move with its config intact and SeaweedFS still
 readable, then uncordons the node and brings the workload back. Test 2 stops that node's
 SeaweedFS volume server, reads the data from the other copies, starts it again and sees
 the copies back. The nodes, apps and volume servers come from the inventory.
@@ -352,16 +352,6 @@ def cut_verdicts(ctx: Context, outcome: Outcome) -> list[Check]:
                       after[-1].detail if after else "no sample after the undo")
             )  # fmt: skip
     return found
-
-
-def rehearse_all(ctx: Context, api: Any, say: Say = print) -> list[Outcome]:
-    outcomes = []
-    for exp in experiments(ctx):
-        started = time.monotonic()
-        outcome = rehearse(ctx, api, exp, say)
-        say(f"{exp.id}: {time.monotonic() - started:.0f} s")
-        outcomes.append(outcome)
-    return outcomes
 
 
 def checks(ctx: Context, outcomes: list[Outcome]) -> list[Check]:
