@@ -21,7 +21,7 @@ from halab.render.objects import hostname_affinity
 from halab.twin import supervisor
 from halab.twin.etcd import EtcdClient
 
-from twinlab import TwinLab, eventually
+from twinlab import TwinLab, eventually, through_vip
 
 pytestmark = [pytest.mark.twin, pytest.mark.slow]
 
@@ -200,9 +200,9 @@ def test_lost_node_pods_are_evicted_and_replaced(lab: TwinLab) -> None:
             },
         }
         if kind == "web":
-            apps.create_namespaced_deployment(ns, body)
+            through_vip(apps.create_namespaced_deployment, ns, body)
         else:
-            apps.create_namespaced_stateful_set(ns, body)
+            through_vip(apps.create_namespaced_stateful_set, ns, body)
 
     def ready_pods() -> list[Any] | None:
         pods = [

@@ -223,7 +223,9 @@ def _sonarr_keeps_its_series_across_its_pod(twin: TwinLab) -> None:
         "Sonarr's next pod Ready",
     )
     sonarr, _, _ = phase4.sonarr_for(ctx, api, app)
-    assert sorted(s["title"] for s in sonarr.series()) == sorted([*had, "Game of Thrones"])
+    # The new pod is Ready a moment before its Service's endpoints follow.
+    titles = eventually(lambda: sorted(s["title"] for s in sonarr.series()), 30, "its series")
+    assert titles == sorted([*had, "Game of Thrones"])
     sonarr.delete_series(int(added["id"]))
 
 

@@ -128,6 +128,27 @@ def start(
     return TwinLab(directory / "twin", inventory)
 
 
+def through_vip(call: Callable[..., T], *args: Any, timeout: float = 30) -> T | None:
+    """An API call made again while the VIP refuses connections (it moves for a moment
+    after a host comes back, with the tests' 2 s lease); a 409 means an earlier try of a
+    create landed."""
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call(*args)
+        except urllib3.exceptions.MaxRetryError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+        except ApiException as exc:
+            if exc.status == 409:
+                return None
+            raise
+
+
 def eventually(check: Callable[[], T | None], timeout: float, what: str, every: float = 0.2) -> T:
     """Poll until check() returns something truthy; fail the test naming what never happened."""
     try:

@@ -116,7 +116,11 @@ class Sonarr:
         return {doc["name"]: doc["id"] for doc in docs}
 
     def series(self) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = self._call("series", self._api.get_series)
+        found = self._call("series", self._api.get_series)
+        if not isinstance(found, list):
+            # pyarr hands back whatever JSON came: an error document from a proxy on the
+            # way (a Service with no ready endpoint yet) is not a list of series.
+            raise SonarrError(self.url, f"series: not a list of series: {str(found)[:200]}")
         return found
 
     def add_series(
