@@ -150,12 +150,19 @@ def config_volume(api: Any, app: App) -> tuple[str, str] | None:
 
 
 def _fetch(sw: SeaweedFS, path: str) -> bytes | None:
-    try:
-        return sw.get(path)
-    except SeaweedError as exc:
-        if exc.status == 404:
-            return None
-        raise
+    """The file through the first filer that answers (one may be down with its host, or
+    not serving yet after it came back); None when a filer says it does not exist."""
+    failed: SeaweedError | None = None
+    for filer in sw.filers:
+        try:
+            return sw.get(path, filer=filer)
+        except SeaweedError as exc:
+            if exc.status == 404:
+                return None
+            failed = failed or exc
+    if failed is not None:
+        raise failed
+    return None
 
 
 def api_key(sw: SeaweedFS, directory: str) -> str | None:
