@@ -18,41 +18,21 @@ Run: .venv/bin/python bench/failover.py [--hosts proxmox,unraid,pi]
 from __future__ import annotations
 
 import argparse
-import copy
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
-
-from ruamel.yaml import YAML
 
 from halab import netguard
 from halab.context import open_context
-from halab.inventory.yaml_source import read_yaml
 from halab.kube import api_client
 from halab.phases import failover
 from halab.twin import supervisor
+from halab.twin.timings import tuned_inventory
 
 netguard.install()
 ROOT = Path(__file__).resolve().parents[1]
-TUNED = {
-    "node_monitor_grace_period_s": 4,
-    "default_not_ready_toleration_s": 3,
-    "default_unreachable_toleration_s": 3,
-    "kube_vip": {"lease_duration_s": 2, "renew_deadline_s": 1, "retry_period_s": 1},
-    "force_detach_s": 8,
-}
-
-
-def tuned(path: Path) -> Path:
-    data: dict[str, Any] = copy.deepcopy(read_yaml(ROOT / "params" / "cluster.yaml").data)
-    data["cluster"]["timing"] = copy.deepcopy(TUNED)
-    yaml = YAML(typ="safe", pure=True)
-    with path.open("w") as fh:
-        yaml.dump(data, fh)
-    return path
 
 
 def main() -> int:
@@ -61,7 +41,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="halab-failover-") as tmp:
         base = Path(tmp)
-        inventory = tuned(base / "cluster.yaml")
+        inventory = tuned_inventory(ROOT / "params" / "cluster.yaml", base / "cluster.yaml")
         twin = base / "twin"
         started = time.monotonic()
         supervisor.up(inventory, twin, timeout=180)

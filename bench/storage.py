@@ -20,34 +20,25 @@ Run: .venv/bin/python bench/storage.py [--mib 64] [--fio-size 256M] [--fio-runti
 from __future__ import annotations
 
 import argparse
-import copy
 import tempfile
 import time
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-
 from halab import netguard
 from halab.context import open_context
-from halab.inventory.yaml_source import read_yaml
 from halab.kube import api_client, wait_for
 from halab.phases import phase2, phase3
 from halab.phases.seaweed_servers import all_servers, wait_ready
 from halab.storagebench import runner as storage_bench
 from halab.storagebench.fio import FioSpec
 from halab.twin import supervisor
+from halab.twin.timings import tuned_inventory
 from halab.twin.topology import TWIN_NETWORK
 
 netguard.install()
 ROOT = Path(__file__).resolve().parents[1]
-TUNED = {
-    "node_monitor_grace_period_s": 4,
-    "default_not_ready_toleration_s": 3,
-    "default_unreachable_toleration_s": 3,
-    "kube_vip": {"lease_duration_s": 2, "renew_deadline_s": 1, "retry_period_s": 1},
-}
 
 
 def memory_mib(directory: Path) -> tuple[float, float]:
@@ -181,11 +172,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="halab-storage-bench-") as tmp:
         directory = Path(tmp) / "twin"
-        data: dict[str, Any] = copy.deepcopy(read_yaml(ROOT / "params" / "cluster.yaml").data)
-        data["cluster"]["timing"] = TUNED
-        inventory = Path(tmp) / "cluster.yaml"
-        with inventory.open("w") as fh:
-            YAML(typ="safe").dump(data, fh)
+        inventory = tuned_inventory(ROOT / "params" / "cluster.yaml", Path(tmp) / "cluster.yaml")
         start = time.perf_counter()
         supervisor.up(inventory, directory, timeout=180, network=args.network)
         up = time.perf_counter() - start

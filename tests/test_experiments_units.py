@@ -118,6 +118,21 @@ def test_the_planner_expects_for_this_inventory(plan: Inventory, tmp_path: Path)
     assert slow.predicted_s == 50 + 300 + 360
 
 
+def test_the_planner_counts_only_the_masters_running_now() -> None:
+    """The other shape before its phase 6 runs one of its three masters (cyclops): draining
+    cyclops then leaves SeaweedFS without a leader, which the copies alone do not show."""
+    other = load_inventory(OTHER_SHAPE)
+    test1 = Experiment("t", "t", "", Fault("drain", "cyclops"))
+    assert outlook(other, test1, {}).seaweed_readable  # every master joined: 2 of 3 left
+    early = {n.name for n in other.nodes_present(5)}
+    seen = outlook(other, test1, {}, early)
+    assert not seen.seaweed_readable
+    assert seen.seaweed_text.startswith("no master leader: 0 of the 1 masters running now")
+    # A node without a master takes no leader with it.
+    amber = Experiment("a", "a", "", Fault("drain", "worker-amber"))
+    assert outlook(other, amber, {}, early).seaweed_readable
+
+
 def _pods(*pods: tuple[str, str, str, bool, bool]) -> dict[str, object]:
     return {
         "pods": [

@@ -328,7 +328,10 @@ def _scenario_1(twin: TwinLab, out: Path) -> None:
     }
     for cid in ("steady-before", "api", "media", "restored", "data-seaweedfs-files",
                 "data-sonarr-config"):  # fmt: skip
-        assert checks[f"host-proxmox-{cid}"]["status"] == "pass", checks
+        assert checks[f"host-proxmox-{cid}"]["status"] == "pass", (
+            checks[f"host-proxmox-{cid}"],
+            {k: (c["status"], c["detail"][:400]) for k, c in checks.items()},
+        )
     moved = {k for k in checks if k.startswith("host-proxmox-moved-")}
     assert {"host-proxmox-moved-sonarr", "host-proxmox-moved-plex"} <= moved, checks
     # With the plan's 002 in one rack SeaweedFS may have put every copy of a volume on

@@ -126,12 +126,21 @@ def test_every_phase_on_the_other_shape(other: TwinLab, tmp_path: Path) -> None:
     assert row["predicted where"] == "worker-amber" and row["verdict"] == "as predicted", row
     passing = (
         "test1-returned-tvdb-sync", "test1-data-tvdb-sync-config", "test1-restored",
-        "test2-data-replication", "test2-restored", "test1-seaweedfs-readable",
+        "test2-data-replication", "test2-restored",
         "test3-cut-seen", "test3-others-unaffected", "test3-restored",
         "test3-media-unavailable-tvdb-sync-library", "test3-media-back-tvdb-sync-library",
     )  # fmt: skip
     for cid in passing:
         assert phase5[cid]["status"] == "pass", phase5[cid]
+    # Two of the three masters stay, so the data stays readable; but when cyclops's master
+    # was the leader, reads wait while another is elected (said beside the verdict): a
+    # gap closed before the undo is a warning, a read still failing then is a failure.
+    readable = phase5["test1-seaweedfs-readable"]
+    assert readable["title"] == "SeaweedFS read while the fault lasts"
+    assert "planner: all data readable" in readable["detail"], readable
+    assert readable["status"] == "pass" or (
+        readable["status"] == "warn" and "still failing" not in readable["detail"]
+    ), readable
     assert "Running on cyclops" in phase5["test1-returned-tvdb-sync"]["detail"] or (
         "still on cyclops" in phase5["test1-returned-tvdb-sync"]["detail"]
     )

@@ -3,7 +3,6 @@ and tolerations of a few seconds), reached only through its kubeconfig, always s
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import signal
@@ -23,19 +22,13 @@ from halab.inventory.yaml_source import read_yaml
 from halab.kube import ClusterError, wait_for
 from halab.twin import supervisor
 from halab.twin.controllers.leader import parse_micro
+from halab.twin.timings import REHEARSAL_TIMING
+from halab.twin.timings import tuned_inventory as rehearsal_inventory
 from halab.twin.topology import TWIN_NETWORK
-
-from helpers import write_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
-TUNED = {
-    "node_monitor_grace_period_s": 4,
-    "default_not_ready_toleration_s": 3,
-    "default_unreachable_toleration_s": 3,
-    "kube_vip": {"lease_duration_s": 2, "renew_deadline_s": 1, "retry_period_s": 1},
-    "force_detach_s": 8,
-}
+TUNED = REHEARSAL_TIMING
 T = TypeVar("T")
 
 
@@ -44,9 +37,7 @@ OTHER_NETWORK = IPv4Network("127.78.0.0/24")  # beside the session's twin on 127
 
 
 def tuned_inventory(path: Path, source: Path = ROOT / "params" / "cluster.yaml") -> Path:
-    data: dict[str, Any] = copy.deepcopy(read_yaml(source).data)
-    data["cluster"]["timing"] = copy.deepcopy(TUNED)
-    return write_yaml(path, data)
+    return rehearsal_inventory(source, path)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from halab.plan.failover import (
     DEFAULT_TOLERATION_S,
     FORCE_DETACH_S,
     default_grace_s,
-    has_attached_rwo,
+    predict,
 )
 from halab.plan.failures import gpu_workers_left, seaweed_state
 from halab.replication import parse_replication
@@ -80,8 +80,27 @@ def down_nodes(inv: Inventory, exp: Experiment) -> list[str]:
     return [subject]
 
 
-def outlook(inv: Inventory, exp: Experiment, running_on: dict[str, str]) -> Outlook:
-    """The planner's expectation; `running_on` is where each followed app runs now."""
+def _masters_left(inv: Inventory, gone: set[str], present: set[str] | None) -> tuple[bool, str]:
+    """Whether the SeaweedFS masters running now keep a leader without `gone` (before a
+    rollout's last phase some of the inventory's masters are not there yet)."""
+    running = [m.name for m in inv.seaweed_masters if present is None or m.name in present]
+    left = [m for m in running if m not in gone]
+    if not running or len(left) > len(running) // 2:
+        return True, ""
+    return False, (
+        f"no master leader: {len(left)} of the {len(running)} masters running now "
+        f"({', '.join(running)}) would be left, so no volume can be looked up"
+    )
+
+
+def outlook(
+    inv: Inventory,
+    exp: Experiment,
+    running_on: dict[str, str],
+    present: set[str] | None = None,
+) -> Outlook:
+    """The planner's expectation; `running_on` is where each followed app runs now,
+    `present` the nodes the cluster has now (None: every node of the inventory)."""
     gone = set(down_nodes(inv, exp))
     servers = [n.name for n in inv.servers]
     left = [s for s in servers if s not in gone]
@@ -102,6 +121,9 @@ def outlook(inv: Inventory, exp: Experiment, running_on: dict[str, str]) -> Outl
         whole = {h for h in hosts if all(x.name in gone for x in inv.nodes_on(h))}
         state = seaweed_state(inv, whole, sw.replication, sw.racks)
         readable, text = state.readable, state.read_text
+        led, why = _masters_left(inv, gone, present)
+        if not led:
+            readable, text = False, why
     fits = FitTable(inv.apps, inv.nodes)
     survivors = [n for n in inv.nodes if n.name not in gone]
     timing = inv.cluster.timing
@@ -127,20 +149,12 @@ def outlook(inv: Inventory, exp: Experiment, running_on: dict[str, str]) -> Outl
             why = "a StatefulSet's pod is not replaced until its node returns or is force-deleted"
             apps.append(AppOutlook(name, before, True, nxt, None, why))
         else:
-            own = next(
-                (
-                    t.toleration_seconds
-                    for t in app.placement.tolerations
-                    if t.key == "node.kubernetes.io/unreachable"
-                    and t.toleration_seconds is not None
-                ),
-                toleration,
+            p = predict(app, grace, toleration, detach)
+            assert p.total_s is not None  # only a StatefulSet's is None, handled above
+            why = f"NotReady after {grace} s, evicted {p.toleration_s} s later" + (
+                f", its RWO volume force-detached {p.detach_s} s after that" if p.detach_s else ""
             )
-            rwo = detach if has_attached_rwo(app) else 0
-            why = f"NotReady after {grace} s, evicted {own} s later" + (
-                f", its RWO volume force-detached {rwo} s after that" if rwo else ""
-            )
-            apps.append(AppOutlook(name, before, True, nxt, float(grace + own + rwo), why))
+            apps.append(AppOutlook(name, before, True, nxt, float(p.total_s), why))
     hosts_down = {h.name for h in inv.hosts if h.name == exp.fault.subject}
     nfs = inv.storage.nfs
     nfs_up = nfs is None or nfs.host not in hosts_down

@@ -279,14 +279,25 @@ class Watch:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._asked = threading.Semaphore(0)  # released once per probe's first round
 
     def _loop(self, probe: ProbeFn) -> None:
+        first = True
         while not self._stop.is_set():
             started = _now()
             got = probe()
             with self._lock:
                 self.samples.extend(got)
+            if first:
+                first = False
+                self._asked.release()
             self._stop.wait(max(0.0, self.every - (_now() - started)))
+
+    def wait_first_round(self, timeout: float) -> bool:
+        """Until every probe has asked once (answered or not), so the lanes it gives are
+        known; False when one is still asking after `timeout`."""
+        deadline = _now() + timeout
+        return all(self._asked.acquire(timeout=max(0.0, deadline - _now())) for _ in self.probes)
 
     def start(self) -> Watch:
         for probe in self.probes:

@@ -79,6 +79,7 @@ class Outcome:
     done: list[str] = field(default_factory=list)  # what was changed and undone, in order
     seconds: float = 0.0  # the whole experiment, steady state to steady state
     waiting: dict[str, str] = field(default_factory=dict)  # app -> what held it back
+    _comparison: pd.DataFrame | None = field(default=None, repr=False)
 
     def stamp(self, checks: list[Check]) -> list[Check]:
         """A check that is not itself a time carries how long the experiment ran."""
@@ -92,9 +93,12 @@ class Outcome:
 
     @property
     def comparison(self) -> pd.DataFrame:
+        """Predicted against observed, made once the run is over (the samples are final)."""
         if self.outlook is None:
             return pd.DataFrame()
-        return comparison(self.outlook, self.observed())
+        if self._comparison is None:
+            self._comparison = comparison(self.outlook, self.observed())
+        return self._comparison
 
     def observed(self) -> dict[str, tuple[float | None, str]]:
         if self.outlook is None:
@@ -184,6 +188,13 @@ def followed_now(api: Any, ctx: Context, exp: Experiment) -> dict[str, str]:
             if ready and pod.metadata.deletion_timestamp is None:
                 found[name] = pod.spec.node_name
     return found
+
+
+def nodes_now(api: Any) -> set[str]:
+    """The nodes the cluster has registered (a rollout may not have joined them all)."""
+    from kubernetes import client
+
+    return {n.metadata.name for n in client.CoreV1Api(api).list_node().items}
 
 
 @contextlib.contextmanager
@@ -282,7 +293,7 @@ class Runner:
             )  # fmt: skip
             exp = replace(exp, follow=tuple(a for a in exp.follow if a in before))
             out.experiment = exp
-        out.outlook = outlook(self.ctx.inventory, exp, before)
+        out.outlook = outlook(self.ctx.inventory, exp, before, nodes_now(self.api))
         captured: dict[str, Any] = {}
         for dc in self.data:
             try:
@@ -348,9 +359,10 @@ class Runner:
     ) -> None:
         assert self.ctx.target is not None and out.outlook is not None
         cid = exp.id
-        lanes = len({s.lane for s in watch.samples}) or 1
-        time.sleep(2 * self.every)
-        lanes = max(lanes, len(watch.latest()))
+        # Every probe's first round gives the lanes the steady state must cover (a probe's
+        # own timeout bounds the wait).
+        watch.wait_first_round(STEADY_WITHIN_S)
+        lanes = len(watch.latest()) or 1
         bad = self._wait_steady(watch, lanes, STEADY_WITHIN_S)
         out.origin = time.monotonic()
         if bad:
@@ -426,9 +438,16 @@ class Runner:
     def _restored_check(self, out: Outcome, bad: list[str]) -> None:
         cid = out.experiment.id
         if bad:
+            # What each app still down waits on (a volume, an image, a crash), as it is now.
+            held = [
+                why.removeprefix("; ")
+                for app in out.experiment.follow
+                if any(b.startswith(f"pod {app}:") for b in bad)
+                and (why := _why_waiting(self.api, app, self.ctx.inventory.app(app).namespace))
+            ]
             out.checks.append(
                 Check(f"{cid}-restored", "The fault undone and the steady state back", "fail",
-                      "not back within the settle time: " + "; ".join(bad))
+                      "not back within the settle time: " + "; ".join(bad + held))
             )  # fmt: skip
             return
         self._mark(out, "steady state back")
@@ -537,7 +556,7 @@ class Runner:
                 elif required:
                     status = "warn"  # back before the undo: a gap, not a loss
             found.append(
-                Check(f"{exp.id}-{cid}", f"{lane} while the fault lasts", status,
+                Check(f"{exp.id}-{cid}", f"{name} while the fault lasts", status,
                       detail + f" (planner: {out.outlook.seaweed_text})" if required else detail,
                       required=required)
             )  # fmt: skip
@@ -622,19 +641,25 @@ def _why_waiting(api: Any, app: str, namespace: str) -> str:
         events = core.list_namespaced_event(
             namespace, field_selector=f"involvedObject.name={pod.metadata.name}"
         ).items
-        warnings = [e for e in events if e.type == "Warning"]
-        if warnings:
-            last = warnings[-1]
-            return f"; {pod.metadata.name} on {pod.spec.node_name}: {last.reason}: {last.message}"
+        warnings = sorted(
+            (e for e in events if e.type == "Warning"),
+            key=lambda e: e.last_timestamp or e.event_time or e.metadata.creation_timestamp,
+        )
         states = [
             f"{c.name} {c.state.waiting.reason}"
             for c in (pod.status.init_container_statuses or [])
             + (pod.status.container_statuses or [])
             if c.state and c.state.waiting
         ]
-        return f"; {pod.metadata.name} on {pod.spec.node_name}: {pod.status.phase}" + (
+        said = f"; {pod.metadata.name} on {pod.spec.node_name}: {pod.status.phase}" + (
             f" ({', '.join(states)})" if states else ""
         )
+        if warnings:
+            # The newest, with the state beside it: an early warning (a Multi-Attach before
+            # the force detach) may have been overtaken by what holds the pod now.
+            last = warnings[-1]
+            said += f"; its last warning: {last.reason}: {last.message}"
+        return said
     except Exception:  # the reason is a courtesy; the verdict stands without it
         return ""
 

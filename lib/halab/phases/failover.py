@@ -212,7 +212,9 @@ def rehearse(ctx: Context, api: Any, exp: Experiment, say: Say = print) -> Outco
     if not will_disrupt(ctx, api):
         return Runner(ctx, api, say=say).run(exp)  # it says why it does not start
     probes, data = _probes(ctx, api, exp)
+    leader = phase5.leader_node(SeaweedFS(api, ctx.inventory, timeout=2.0))
     outcome = Runner(ctx, api, probes, data, say=say).run(exp)
+    phase5.note_leader(outcome, leader)
     if outcome.outlook is not None and outcome.samples:
         outcome.checks += outcome.stamp(verdicts(outcome))
     return outcome

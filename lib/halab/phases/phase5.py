@@ -42,7 +42,8 @@ from halab.explain import explain
 from halab.inventory.model import App
 from halab.kube import wait_for
 from halab.phases import phase3, phase4
-from halab.seaweed import SeaweedError, SeaweedFS
+from halab.phases.seaweed_data import copies_table
+from halab.seaweed import SeaweedError, SeaweedFS, service_name
 
 PHASE = 5
 
@@ -206,12 +207,13 @@ def files_check(sw: SeaweedFS, files: FileSet) -> DataCheck:
     )
 
 
-def _copies(table: pd.DataFrame) -> dict[int, set[str]]:
-    """Volume id -> the nodes holding a copy."""
-    found: dict[int, set[str]] = {}
-    for volume, node in zip(table["volume"], table["node"], strict=True):
-        found.setdefault(int(volume), set()).add(str(node))
-    return found
+def _copies(sw: SeaweedFS) -> dict[int, set[str]]:
+    """Volume id -> the nodes holding a copy (phase 2's table of copies)."""
+    table = copies_table(sw)
+    return {
+        int(v): set(str(nodes).split(", "))
+        for v, nodes in zip(table["volume"], table["nodes"], strict=True)
+    }
 
 
 def _copies_check(sw: SeaweedFS, node: str) -> DataCheck:
@@ -220,21 +222,18 @@ def _copies_check(sw: SeaweedFS, node: str) -> DataCheck:
     is named with what `volume.fix.replication` would do."""
 
     def capture() -> Any:
-        table = sw.volume_copies()
-        return _copies(table)
+        return _copies(sw)
 
     def compare(before: Any) -> tuple[Status, str]:
         def same() -> dict[int, set[str]] | None:
-            table = sw.volume_copies()
-            now = _copies(table)
+            now = _copies(sw)
             missing = {v: nodes - now.get(v, set()) for v, nodes in before.items()}
             return None if any(missing.values()) else now
 
         try:
             wait_for(same, 60, "every copy listed again")
         except Exception:
-            table = sw.volume_copies()
-            now = _copies(table)
+            now = _copies(sw)
             under = sorted(v for v, nodes in before.items() if nodes - now.get(v, set()))
             return "fail", (
                 f"under-replicated after the restart: volumes {', '.join(map(str, under))} "
@@ -267,10 +266,35 @@ def rehearse(ctx: Context, api: Any, exp: Experiment, say: Say = print) -> Outco
         data.append(_copies_check(SeaweedFS(api, ctx.inventory), exp.fault.subject))
     if cut:
         probes += _nfs_lanes(ctx, exp.fault.subject)
+    leader = leader_node(sw)
     outcome = Runner(ctx, api, probes, data, say=say).run(exp)
+    note_leader(outcome, leader)
     if cut and outcome.samples:
         outcome.checks += outcome.stamp(cut_verdicts(ctx, outcome))
     return outcome
+
+
+def leader_node(sw: SeaweedFS) -> str:
+    """The node whose master leads now ("" when no master says)."""
+    try:
+        service = sw.leader()
+    except Exception:  # a courtesy beside the verdict, which stands without it
+        return ""
+    nodes = sw.inventory.nodes
+    return next((n.name for n in nodes if service_name("master", n.name) == service), "")
+
+
+def note_leader(outcome: Outcome, leader: str) -> None:
+    """Beside the read verdict: the fault took the masters' leader, so lookups wait for a
+    new one (SeaweedFS takes some seconds to elect it and to load the topology). Which
+    master leads is SeaweedFS's choice, not the planner's."""
+    if outcome.outlook is None or not leader or leader not in outcome.outlook.down_nodes:
+        return
+    for check in outcome.checks:
+        if check.id == f"{outcome.experiment.id}-seaweedfs-readable":
+            check.detail += (
+                f"; the masters' leader was on {leader}: reads wait while another is elected"
+            )
 
 
 def _nfs_lanes(ctx: Context, node: str) -> list[ProbeFn]:

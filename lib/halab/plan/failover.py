@@ -51,10 +51,14 @@ class FailoverPrediction:
         return f"{self.total_s} s"
 
 
-def predict(app: App, grace_s: int, toleration_s: int) -> FailoverPrediction:
+def predict(
+    app: App, grace_s: int, toleration_s: int, detach_s: int = FORCE_DETACH_S
+) -> FailoverPrediction:
+    """`detach_s` is the attach-detach controller's wait (6 min at home; a twin's inventory
+    may shorten it with `force_detach_s`)."""
     tol = _own_toleration(app)
     tol_s = tol if tol is not None else toleration_s
-    detach = FORCE_DETACH_S if has_attached_rwo(app) else 0
+    detach = detach_s if has_attached_rwo(app) else 0
     total: int | None = grace_s + tol_s + detach
     if app.kind == "statefulset":
         total = None

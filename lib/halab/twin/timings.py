@@ -3,7 +3,10 @@ it says null), so a tuned inventory gives a twin that fails over as fast as it c
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from halab.inventory import Inventory
 
@@ -55,3 +58,29 @@ class TwinTimings:
             vip_retry=float(vip.retry_period_s),
             force_detach=float(t.force_detach_s or DEFAULT_FORCE_DETACH_S),
         )
+
+
+# Failure timings short enough to rehearse a lost host in seconds on a twin (tests and
+# bench/): each keeps the order of the real ones (grace > toleration, detach last).
+REHEARSAL_TIMING: dict[str, Any] = {
+    "node_monitor_grace_period_s": 4,
+    "default_not_ready_toleration_s": 3,
+    "default_unreachable_toleration_s": 3,
+    "kube_vip": {"lease_duration_s": 2, "renew_deadline_s": 1, "retry_period_s": 1},
+    "force_detach_s": 8,
+}
+
+
+def tuned_inventory(source: Path, path: Path) -> Path:
+    """`source` with REHEARSAL_TIMING as its cluster.timing, written to `path`."""
+    from ruamel.yaml import YAML
+
+    from halab.inventory.yaml_source import read_yaml
+
+    data: dict[str, Any] = copy.deepcopy(read_yaml(source).data)
+    data["cluster"]["timing"] = copy.deepcopy(REHEARSAL_TIMING)
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    with path.open("w", encoding="utf-8") as fh:
+        yaml.dump(data, fh)
+    return path
