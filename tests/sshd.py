@@ -31,7 +31,8 @@ def available() -> str:
     return ""
 
 
-def start(directory: Path, address: str) -> Sshd:
+def start(directory: Path, address: str, extra: str = "") -> Sshd:
+    """`extra`: more sshd_config lines (SetEnv, ...)."""
     directory.mkdir(parents=True, exist_ok=True)
     for name in ("host", "client"):
         subprocess.run(
@@ -54,7 +55,7 @@ PermitRootLogin prohibit-password
 UsePAM no
 StrictModes no
 Subsystem sftp internal-sftp
-""")
+{extra}""")
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege separation dir
     with (directory / "sshd.log").open("wb") as log:

@@ -37,7 +37,7 @@ from halab.hosts import Hosts
 from halab.inventory.model import App
 from halab.inventory.scheduling import GPU_RESOURCE_ALIASES
 from halab.kube import ClusterError, wait_for
-from halab.phases import plex_transcodes
+from halab.phases import gpu_busy, plex_transcodes
 from halab.phases.cluster_checks import Verdict, app_pods, no_target, pod_ready
 from halab.phases.loadbalancer import in_pool
 from halab.render.apps import workload
@@ -234,11 +234,14 @@ def checks(ctx: Context, api: Any, jobs: int = 4) -> list[Check]:
     found.append(check_distribution(ctx, api, jobs))
     for app in apps(ctx, "plex"):
         count = max(2, expected_workers(ctx))  # enough that one worker cannot take them all
-        found.append(
-            plex_transcodes.check_transcodes(
-                ctx, api, app, count, lambda: _orchestrator_log(ctx, api), hwaccel_workers(ctx)
+        asking = hwaccel_workers(ctx)
+        watched = gpu_busy.machines(api, apps(ctx, "worker"), asking)
+        with Hosts(ctx.inventory, ctx.target) as pool:
+            seen = gpu_busy.watch(ctx, pool, watched)
+            transcodes = plex_transcodes.check_transcodes(
+                ctx, api, app, count, lambda: _orchestrator_log(ctx, api), asking, during=seen
             )
-        )
+        found += [transcodes, gpu_busy.check(ctx, watched, seen, transcodes)]
     return found
 
 
@@ -450,6 +453,9 @@ def check_docker_worker(ctx: Context, app: App) -> Check:
     return timed(f"docker-worker-{app.name}", title, run)
 
 
+RECOUNT_S = 5.0  # how often the workers that run are counted while some are unregistered
+
+
 def check_registered(ctx: Context, api: Any, timeout: float = 90) -> Check:
     wanted = expected_workers(ctx)
     title = f"Every worker registered with the orchestrator ({wanted} by the inventory)"
@@ -460,15 +466,21 @@ def check_registered(ctx: Context, api: Any, timeout: float = 90) -> Check:
             return "fail", "the orchestrator has no LoadBalancer address"
         orchestrator = Orchestrator(url)
         start = time.monotonic()
+        running: list[tuple[float, int]] = []  # (when counted, workers running then)
 
         def settled() -> bool:
             active = orchestrator.metrics().workers_active
             if active >= wanted:
                 return True
-            # Every worker that runs has registered, and a while has passed: the rest
-            # are not running (the checks above say why), so waiting on is pointless.
-            # Counting the running ones asks the hosts over SSH: only once that while is up.
-            return time.monotonic() - start > 15 and active >= _running_workers(ctx, api)
+            # Every worker that runs has registered: the rest are not running (the checks
+            # above say why), so waiting on is pointless. Counting the running ones asks
+            # the hosts over SSH: after a first few seconds, and then every few.
+            now = time.monotonic()
+            if now - start < RECOUNT_S:
+                return False
+            if not running or now - running[-1][0] > RECOUNT_S:
+                running.append((now, _running_workers(ctx, api)))
+            return active >= running[-1][1]
 
         with contextlib.suppress(ClusterError):  # said below, with what is registered
             wait_for(settled, timeout, f"workers_active = {wanted}", every=1.0)

@@ -14,6 +14,7 @@ movie library.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import statistics
@@ -21,6 +22,7 @@ import subprocess
 import tempfile
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -200,12 +202,19 @@ def check_library(ctx: Context, api: Any, app: App) -> Check:
 
 
 def check_transcodes(
-    ctx: Context, api: Any, app: App, count: int, orchestrator_log: Any, hwaccel: list[str]
+    ctx: Context,
+    api: Any,
+    app: App,
+    count: int,
+    orchestrator_log: Any,
+    hwaccel: list[str],
+    during: AbstractContextManager[Any] | None = None,
 ) -> Check:
     """`count` transcodes at once through Plex, each driven to its end as a player drives
     it; which worker took each (the orchestrator's lines), whether any fell back to PMS,
     each session's speed, and the first segment read back by ffprobe. `hwaccel`: the
-    workers that put `-hwaccel` in every job (FFMPEG_HWACCEL)."""
+    workers that put `-hwaccel` in every job (FFMPEG_HWACCEL). `during` is entered for
+    just the time the transcodes run (a watch of the GPUs' engines)."""
     title = f"{count} transcodes started through PMS {app.name} run on the workers"
 
     def run() -> Check:
@@ -216,7 +225,11 @@ def check_transcodes(
         before_orch = orchestrator_log()
         before_pms = _pms_log(api, app)
         picks = [items[n % len(items)] for n in range(count)]
-        with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=count) as pool:
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            during or contextlib.nullcontext(),
+            ThreadPoolExecutor(max_workers=count) as pool,
+        ):
             runs: list[TranscodeRun] = list(
                 pool.map(
                     lambda pair: plex.transcode(
