@@ -12,7 +12,10 @@ rest (stopping, detaching, mounting, starting).
 
 The swimlane of each scenario is saved to outputs/bench/failover-<host>.png.
 
-Run: .venv/bin/python bench/failover.py [--hosts proxmox,unraid,pi]
+Two hosts joined by "+" are powered off at once (the plan's "any 2 hosts down"): the API's
+outage and whether it stayed readable are printed, as the plan claims "read-only mode".
+
+Run: .venv/bin/python bench/failover.py [--hosts proxmox,unraid,pi,unraid+pi]
 """
 
 from __future__ import annotations
@@ -37,7 +40,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hosts", default="", help="comma-separated (default: every host)")
+    parser.add_argument(
+        "--hosts",
+        default="",
+        help="comma-separated; a+b powers two off at once (default: every host, one at a time)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="halab-failover-") as tmp:
         base = Path(tmp)
@@ -84,12 +91,17 @@ def main() -> int:
                          row["observed where"], predicted, observed, ratio, row["verdict"])
                     )  # fmt: skip
                 api_check = next((c for c in outcome.checks if c.id.endswith("-api")), None)
+                claim = next((c for c in outcome.checks if c.id.endswith("-read-only")), None)
                 bad = [f"{c.id}={c.status}" for c in outcome.checks if c.status != "pass"]
                 print(
                     f"\n{exp.title}: {took:.0f} s in all; "
                     f"API: {api_check.detail if api_check else 'not seen'}; "
-                    f"not passing: {', '.join(bad) or 'none'}"
+                    + (f"read-only claim: {claim.status}: {claim.detail}; " if claim else "")
+                    + f"not passing: {', '.join(bad) or 'none'}"
                 )
+                for check in outcome.checks:
+                    if check.status in ("fail", "warn"):
+                        print(f"  {check.id} ({check.status}): {check.detail[:300]}")
             print(
                 f"\n{'host':9} {'workload':26} {'predicted on':26} {'observed on':12} "
                 f"{'pred s':>7} {'obs s':>7} {'obs/pred':>8}  verdict"

@@ -118,6 +118,50 @@ def test_the_planner_expects_for_this_inventory(plan: Inventory, tmp_path: Path)
     assert slow.predicted_s == 50 + 300 + 360
 
 
+def test_two_hosts_off_at_once_is_the_plans_read_only_claim(plan: Inventory) -> None:
+    """The plan's "any 2 hosts down: no quorum, read-only mode" as one experiment: both
+    powered off (each undo journalled), every node of both gone, the API lost by the
+    planner, so nothing is expected to move and the outage does not abort it."""
+    from halab.experiments.expect import hosts_down
+    from halab.experiments.model import host_scenario
+    from halab.phases import failover
+
+    pair = host_scenario(plan, ["proxmox", "pi"])
+    assert pair.id == "host-proxmox-pi" and pair.fault.subjects == ("proxmox", "pi")
+    assert pair.fault.text.startswith("power proxmox and pi off hard")
+    assert pair.fault.undo_text == "power proxmox and pi on"
+    check_subjects(pair, plan)
+    seen = outlook(plan, pair, {"sonarr": "k3s-w1"})
+    assert set(seen.down_nodes) == {n.name for h in ("proxmox", "pi") for n in plan.nodes_on(h)}
+    assert not seen.api_up and hosts_down(plan, pair) == {"proxmox", "pi"}
+    assert all(a.predicted_s is None and "API is lost" in a.why for a in seen.apps if a.moves)
+    assert pair.max_api_down_s == pair.observe_s + 60
+    (single,) = [e for e in failover.host_scenarios(plan) if e.id == "host-pi"]
+    assert single.max_api_down_s == 180  # one host: the API must stay, an outage aborts
+    # Only power-off takes several machines; each must exist; none twice.
+    with pytest.raises(InputError, match="drain takes one node"):
+        check_subjects(Experiment("d", "d", "", Fault("drain", "k3s-w1+k3s-w2")), plan)
+    with pytest.raises(InputError, match="'mars' is no host or node"):
+        check_subjects(Experiment("p", "p", "", Fault("power-off", "proxmox+mars")), plan)
+    with pytest.raises(InputError, match="named twice"):
+        check_subjects(Experiment("p", "p", "", Fault("power-off", "pi+pi")), plan)
+
+
+def test_the_failover_notebook_takes_a_pair_of_hosts(plan: Inventory, tmp_path: Path) -> None:
+    from halab.context import Context
+    from halab.phases import failover
+
+    ctx = Context(plan, PLAN, None, tmp_path, False)
+    (pair,) = failover.experiments(ctx, ["unraid+pi"])
+    assert pair.fault == Fault("power-off", "unraid+pi")
+    assert [e.id for e in failover.experiments(ctx, ["pi", "proxmox+pi"])] == [
+        "host-pi",
+        "host-proxmox-pi",
+    ]
+    with pytest.raises(InputError, match="no scenario for proxmox\\+mars"):
+        failover.experiments(ctx, ["proxmox+mars"])
+
+
 def test_the_planner_counts_only_the_masters_running_now() -> None:
     """The other shape before its phase 6 runs one of its three masters (cyclops): draining
     cyclops then leaves SeaweedFS without a leader, which the copies alone do not show."""

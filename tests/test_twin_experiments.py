@@ -133,3 +133,42 @@ def test_a_killed_experiment_waits_for_restore(twin: TwinLab, tmp_path: Path) ->
     )  # fmt: skip
     assert again.returncode == 0 and "nothing to restore" in again.stdout
     eventually(lambda: _steady(twin), 60, "every node Ready and schedulable")
+
+
+def test_two_hosts_off_lose_the_api_not_to_read_only_and_come_back(
+    twin: TwinLab, tmp_path: Path
+) -> None:
+    """The plan's "any 2 hosts down: no quorum, read-only mode": two of the three
+    control-plane hosts powered off at once. The planner says the API is lost; the reads
+    made while they are off say whether it stayed readable, against the plan's claim;
+    both hosts come back and the cluster is steady again."""
+    from halab.experiments.expect import hosts_down
+    from halab.experiments.model import host_scenario
+    from halab.experiments.probes import api_read_probe
+    from halab.phases import failover
+
+    inv = load_inventory(twin.inventory)
+    servers = [n for n in inv.nodes if n.is_server]
+    # Two hosts, each with a server: those with the fewest nodes, the quickest to boot.
+    pair = sorted({n.host for n in servers}, key=lambda h: (len(inv.nodes_on(h)), h))[:2]
+    exp = host_scenario(inv, pair)
+    ctx = open_context(twin.inventory, twin.dir / "target.yaml", run_dir=tmp_path,
+                       allow_disruption=True)  # fmt: skip
+    assert hosts_down(inv, exp) == set(pair)
+    runner = Runner(ctx, twin.api(), [api_read_probe(twin.api())], say=lambda _: None)
+    outcome = runner.run(exp)
+    checks = {c.id: c for c in outcome.checks}
+    cid = exp.id
+    assert outcome.outlook is not None and not outcome.outlook.api_up
+    assert checks[f"{cid}-restored"].status == "pass", checks
+    assert f"{cid}-fault" not in checks, checks  # the outage did not abort it
+    verdicts = {c.id: c for c in failover.verdicts(outcome)}
+    api = verdicts[f"{cid}-api"]
+    assert api.status == "pass" and "down as the planner says" in api.detail, api
+    claim = verdicts[f"{cid}-read-only"]
+    # Without quorum the twin's etcd answers no read, as etcd does: the claim fails
+    # (advisory: it is the plan's word, not the cluster's health).
+    assert claim.status == "fail" and not claim.required, claim
+    assert "not read-only but gone" in claim.detail, claim
+    assert not (twin.dir / "target.journal.json").exists()
+    eventually(lambda: _steady(twin), 60, "every node Ready and schedulable")

@@ -72,12 +72,23 @@ def eviction_after_s(inv: Inventory) -> int:
 
 
 def down_nodes(inv: Inventory, exp: Experiment) -> list[str]:
-    subject = exp.fault.subject
-    if exp.fault.kind == "power-off" and subject in {h.name for h in inv.hosts}:
-        return [n.name for n in inv.nodes_on(subject)]
     if exp.fault.kind in ("stop-volume-server", "cut-nfs"):
         return []  # the node stays; one of its pods goes, or its NFS access
-    return [subject]
+    hosts = {h.name for h in inv.hosts}
+    found: list[str] = []
+    for subject in exp.fault.subjects:
+        if exp.fault.kind == "power-off" and subject in hosts:
+            found += [n.name for n in inv.nodes_on(subject)]
+        else:
+            found.append(subject)
+    return found
+
+
+def hosts_down(inv: Inventory, exp: Experiment) -> set[str]:
+    """The physical hosts the fault switches off."""
+    if exp.fault.kind != "power-off":
+        return set()
+    return set(exp.fault.subjects) & {h.name for h in inv.hosts}
 
 
 def _masters_left(inv: Inventory, gone: set[str], present: set[str] | None) -> tuple[bool, str]:
@@ -155,12 +166,12 @@ def outlook(
                 f", its RWO volume force-detached {p.detach_s} s after that" if p.detach_s else ""
             )
             apps.append(AppOutlook(name, before, True, nxt, float(p.total_s), why))
-    hosts_down = {h.name for h in inv.hosts if h.name == exp.fault.subject}
+    off = hosts_down(inv, exp)
     nfs = inv.storage.nfs
-    nfs_up = nfs is None or nfs.host not in hosts_down
+    nfs_up = nfs is None or nfs.host not in off
     workers = (
-        gpu_workers_left(inv, fits, hosts_down, api_up)
-        if hosts_down
+        gpu_workers_left(inv, fits, off, api_up)
+        if off
         else [a.name for a in inv.apps if a.role == "worker"]
     )
     return Outlook(tuple(sorted(gone)), api_up, readable, text, tuple(apps), nfs_up, tuple(workers))

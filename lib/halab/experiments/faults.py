@@ -61,8 +61,11 @@ def inject(
         apps.patch_namespaced_stateful_set_scale(name, namespace, {"spec": {"replicas": 0}})
         return f"StatefulSet {namespace}/{name} scaled from {replicas} to 0"
     if fault.kind == "power-off":
-        journal.will({"do": "power-on", "name": fault.subject})
-        return Power(inventory, target).off(fault.subject) or f"{fault.subject} powered off"
+        power, said = Power(inventory, target), []
+        for name in fault.subjects:  # each undo written before its machine goes
+            journal.will({"do": "power-on", "name": name})
+            said.append(power.off(name) or f"{name} powered off")
+        return "; ".join(said)
     if fault.kind == "cut-nfs":
         return _cut_nfs(fault.subject, inventory, target, journal)
     raise ValueError(f"unknown fault {fault.kind}")

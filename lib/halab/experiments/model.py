@@ -29,20 +29,32 @@ def _refuse(source: str, path: str, message: str, hint: str = "") -> ExperimentI
     return ExperimentInputError(source, [Problem(path, message, hint)])
 
 
+# power-off takes several machines at once, joined by "+" ("proxmox+pi"): the plan's
+# "any 2 hosts down". Every other fault has one subject.
+SEVERAL = "+"
+
+
 @dataclass(frozen=True)
 class Fault:
     kind: FaultKind
-    subject: str  # a node (drain, stop-volume-server) or a host or guest node (power-off)
+    subject: str  # a node (drain, stop-volume-server) or hosts or guest nodes (power-off)
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        return tuple(s.strip() for s in self.subject.split(SEVERAL))
 
     @property
     def text(self) -> str:
+        both = " and ".join(self.subjects)
         return {
             "drain": f"drain {self.subject}: cordon it and evict every pod but DaemonSets'",
             "stop-volume-server": f"stop the SeaweedFS volume server on {self.subject} "
             "(its StatefulSet scaled to 0)",
             "cut-nfs": f"cut {self.subject} off the NFS server (/etc/exports rewritten without "
             "it, exportfs -ra)",
-            "power-off": f"power {self.subject} off hard (its plug pulled, or its VM stopped)",
+            "power-off": f"power {both} off hard (plugs pulled, or VMs stopped)"
+            if len(self.subjects) > 1
+            else f"power {both} off hard (its plug pulled, or its VM stopped)",
         }[self.kind]
 
     @property
@@ -51,7 +63,7 @@ class Fault:
             "drain": f"uncordon {self.subject}",
             "stop-volume-server": "scale the volume server's StatefulSet back to what it was",
             "cut-nfs": "put the NFS server's /etc/exports back as it was (exportfs -ra)",
-            "power-off": f"power {self.subject} on",
+            "power-off": f"power {' and '.join(self.subjects)} on",
         }[self.kind]
 
 
@@ -201,13 +213,24 @@ def check_subjects(exp: Experiment, inv: Inventory, source: str = "", path: str 
     hosts = {h.name for h in inv.hosts}
     allowed = nodes | hosts if exp.fault.kind == "power-off" else nodes
     what = "host or node" if exp.fault.kind == "power-off" else "node"
-    if exp.fault.subject not in allowed:
+    subjects = exp.fault.subjects
+    if len(subjects) > 1 and exp.fault.kind != "power-off":
         raise _refuse(
             source,
             f"{path}.fault.subject",
-            f"{exp.fault.subject!r} is no {what} of the inventory",
-            f"one of {', '.join(sorted(allowed))}",
+            f"{exp.fault.kind} takes one node, not {len(subjects)}",
+            f"only power-off takes several, joined by {SEVERAL!r}",
         )
+    if len(set(subjects)) < len(subjects):
+        raise _refuse(source, f"{path}.fault.subject", "a machine is named twice")
+    for subject in subjects:
+        if subject not in allowed:
+            raise _refuse(
+                source,
+                f"{path}.fault.subject",
+                f"{subject!r} is no {what} of the inventory",
+                f"one of {', '.join(sorted(allowed))}",
+            )
     if exp.fault.kind == "stop-volume-server":
         servers = {n.name for n in inv.seaweed_volume_servers}
         if exp.fault.subject not in servers:
@@ -234,9 +257,6 @@ def host_scenarios(inv: Inventory) -> list[Experiment]:
     node, the NFS server or a container powered off hard, in the inventory's order,
     following every Kubernetes app. The abort time is the planner's slowest move with the
     inventory's timings, and some to spare."""
-    from halab.experiments.expect import eviction_after_s, outlook, tolerance_s
-
-    followed = tuple(a.name for a in inv.apps if a.kind in ("deployment", "statefulset"))
     nfs_host = inv.storage.nfs.host if inv.storage.nfs else ""
     found = []
     for host in inv.hosts:
@@ -244,27 +264,52 @@ def host_scenarios(inv: Inventory) -> list[Experiment]:
         docker = [a.name for a in inv.apps if a.kind == "docker" and a.host == host.name]
         if not nodes and not docker and host.name != nfs_host:
             continue
-        what = ", ".join(nodes + docker + (["the NFS server"] if host.name == nfs_host else []))
-        exp = Experiment(
-            f"host-{host.name}",
-            f"{host.name} powered off ({what})",
-            "Failure Scenarios & Recovery: the host fails; etcd keeps quorum; workloads "
-            "reschedule by themselves; SeaweedFS data stays accessible; only the other GPU "
-            "worker transcodes.",
-            Fault("power-off", host.name),
-            follow=followed,
-        )
-        # Where every followed app runs as the planner places it with every node up.
-        homes = {a: h for a in followed if (h := home_node(inv, inv.app(a)))}
-        slowest = max((a.predicted_s or 0.0 for a in outlook(inv, exp, homes).apps), default=0.0)
-        found.append(
-            Experiment(
-                exp.id, exp.title, exp.plan, exp.fault, exp.follow,
-                abort_after_s=slowest + tolerance_s(slowest) + 60,
-                settle_s=max(300.0, slowest),
-                # Long enough that an app which should stay would have been evicted.
-                observe_s=float(eviction_after_s(inv) + 10),
-                running_only=True,
-            )
-        )  # fmt: skip
+        found.append(host_scenario(inv, [host.name]))
     return found
+
+
+def host_scenario(inv: Inventory, hosts: list[str]) -> Experiment:
+    """Those hosts powered off hard at once, following every Kubernetes app. One host is
+    one of the plan's Scenarios; two are its "any 2 hosts down" ("read-only mode", it
+    says). The abort time is the planner's slowest move with the inventory's timings, and
+    some to spare."""
+    from halab.experiments.expect import eviction_after_s, outlook, tolerance_s
+
+    followed = tuple(a.name for a in inv.apps if a.kind in ("deployment", "statefulset"))
+    nfs_host = inv.storage.nfs.host if inv.storage.nfs else ""
+    parts = []
+    for name in hosts:
+        nodes = [n.name for n in inv.nodes_on(name)]
+        docker = [a.name for a in inv.apps if a.kind == "docker" and a.host == name]
+        parts += nodes + docker + (["the NFS server"] if name == nfs_host else [])
+    both = " and ".join(hosts)
+    plan = (
+        "Failure Scenarios & Recovery: the host fails; etcd keeps quorum; workloads "
+        "reschedule by themselves; SeaweedFS data stays accessible; only the other GPU "
+        "worker transcodes."
+        if len(hosts) == 1
+        else "High Availability Characteristics: any 2 hosts down: no quorum, read-only mode; "
+        "SeaweedFS degraded, data may be partially available."
+    )
+    exp = Experiment(
+        f"host-{'-'.join(hosts)}",
+        f"{both} powered off ({', '.join(parts) or 'nothing of the cluster'})",
+        plan,
+        Fault("power-off", SEVERAL.join(hosts)),
+        follow=followed,
+    )
+    # Where every followed app runs as the planner places it with every node up.
+    homes = {a: h for a in followed if (h := home_node(inv, inv.app(a)))}
+    seen = outlook(inv, exp, homes)
+    slowest = max((a.predicted_s or 0.0 for a in seen.apps), default=0.0)
+    # Long enough that an app which should stay would have been evicted.
+    observe = float(eviction_after_s(inv) + 10)
+    return Experiment(
+        exp.id, exp.title, exp.plan, exp.fault, exp.follow,
+        abort_after_s=slowest + tolerance_s(slowest) + 60,
+        # Where the planner loses the API, its outage is the outcome, not a reason to stop.
+        max_api_down_s=180.0 if seen.api_up else observe + 60,
+        settle_s=max(300.0, slowest),
+        observe_s=observe,
+        running_only=True,
+    )  # fmt: skip

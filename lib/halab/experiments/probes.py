@@ -59,6 +59,20 @@ def api_probe(api: Any) -> ProbeFn:
     return one("API via VIP", lambda: str(version.get_code(_request_timeout=1.5).git_version))
 
 
+def api_read_probe(api: Any) -> ProbeFn:
+    """A read of the API (one namespace listed), which etcd must answer: what the plan's
+    "read-only mode" would keep working while the control plane has no quorum."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+
+    def read() -> str:
+        listed = core.list_namespace(limit=1, _request_timeout=1.5)
+        return f"read answered (resourceVersion {listed.metadata.resource_version})"
+
+    return one("API read", read)
+
+
 def nodes_probe(api: Any, names: list[str]) -> ProbeFn:
     """Per node: fine when Ready and schedulable; its taints kept (a gap while the API
     does not answer)."""

@@ -164,7 +164,8 @@ def plan_text(ctx: Context, exp: Experiment) -> str:
     if exp.fault.kind == "power-off":
         from halab.power import Power
 
-        lines.append(f"  power: {Power(ctx.inventory, ctx.target).how(exp.fault.subject)}")
+        power = Power(ctx.inventory, ctx.target)
+        lines += [f"  power: {power.how(name)}" for name in exp.fault.subjects]
     if exp.return_home:
         lines.append("  then: the followed apps' pods deleted so they return to their nodes")
     return "\n".join(lines)
