@@ -373,3 +373,45 @@ def test_a_deployment_the_api_refuses_holds_back_no_other(twin: TwinLab) -> None
         e for e in core.list_namespaced_event(ns).items if e.reason == "ReplicaSetCreateError"
     ]
     assert len(events) == 1
+
+
+def _container(core: client.CoreV1Api, ns: str, name: str) -> Any:
+    statuses = core.read_namespaced_pod(name, ns).status.container_statuses or []
+    return statuses[0] if statuses else None
+
+
+def test_a_startup_probe_holds_readiness_off_then_lets_it_run_at_once(twin: TwinLab) -> None:
+    """As the kubelet runs them: no readiness probe before the startup probe succeeds
+    (the container not `started`, not Ready), then readiness at once, not a period later
+    (its period here is five minutes); a startup probe that keeps failing has its
+    container killed and restarted."""
+    core, ns = client.CoreV1Api(twin.api()), twin.namespace()
+    tcp = {"tcpSocket": {"port": 8080}}
+    late = {
+        "name": "c",
+        "image": "debian:12",
+        "command": ["sh", "-c", "sleep 4; exec python3 -m http.server 8080"],
+        "startupProbe": {**tcp, "periodSeconds": 1, "failureThreshold": 60},
+        "readinessProbe": {**tcp, "periodSeconds": 300},
+    }
+    core.create_namespaced_pod(ns, {"metadata": {"name": "late"}, "spec": {"containers": [late]}})
+    eventually(lambda: _container(core, ns, "late"), 30, "late's container running")
+    early = _container(core, ns, "late")
+    assert early.started is False and early.ready is False, early
+    done = eventually(
+        lambda: (c := _container(core, ns, "late")) is not None and c.ready and c, 60, "late Ready"
+    )
+    assert done.started is True and done.restart_count == 0, done
+    never = {
+        "name": "c",
+        "image": "debian:12",
+        "command": ["sleep", "600"],
+        "startupProbe": {**tcp, "periodSeconds": 1, "failureThreshold": 2},
+    }
+    core.create_namespaced_pod(ns, {"metadata": {"name": "never"}, "spec": {"containers": [never]}})
+    restarted = eventually(
+        lambda: (c := _container(core, ns, "never")) is not None and c.restart_count >= 1 and c,
+        60,
+        "never's container killed and restarted by its failing startup probe",
+    )
+    assert restarted.started is False and restarted.ready is False, restarted

@@ -191,7 +191,9 @@ def workload(app: App, inv: Inventory) -> list[Obj]:
     if probe:
         container["readinessProbe"] = {**probe, "periodSeconds": 10}
         container["livenessProbe"] = {**probe, "periodSeconds": 30, "failureThreshold": 5}
-        container["startupProbe"] = {**probe, "periodSeconds": 10, "failureThreshold": 60}
+        # Up to 10 minutes to start (Plex's first scan), asked every 2 s so a pod that
+        # moved after a failure is Ready within 2 s of answering, not 10.
+        container["startupProbe"] = {**probe, "periodSeconds": 2, "failureThreshold": 300}
     pod: Obj = {"containers": [container], "volumes": volumes}
     if app.role == "plex" and any(v.mount_path == TRANSCODE_DIR for v in app.volumes):
         pod["initContainers"] = [_transcode_dir_init()]

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -46,6 +48,10 @@ class PodState:
     stopping: bool = False
     poked: asyncio.Event = field(default_factory=asyncio.Event)  # the pod object changed
     next_probe: dict[str, float] = field(default_factory=dict)  # container -> when
+    # Startup probes: container -> when next, failures so far; in `up` once one succeeded.
+    next_startup: dict[str, float] = field(default_factory=dict)
+    startup_failures: dict[str, int] = field(default_factory=dict)
+    up: set[str] = field(default_factory=set)
     init: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (exit, restarts)
     device_plugins: dict[str, int] = field(default_factory=dict)  # container -> GPU slots
     images: dict[str, str] = field(default_factory=dict)  # container -> image
@@ -513,7 +519,11 @@ class Kubelet:
         if intel_gpu_plugin.is_gpu_plugin(str(c.get("image", ""))):
             state.device_plugins[c["name"]] = intel_gpu_plugin.shared_dev_num(c)
             self._devices_changed.set()
-        state.ready[c["name"]] = c.get("readinessProbe") is None
+        state.ready[c["name"]] = c.get("readinessProbe") is None and c.get("startupProbe") is None
+        # A (re)started container begins its probes again, its startup probe first.
+        for probes in (state.next_probe, state.next_startup, state.startup_failures):
+            probes.pop(c["name"], None)
+        state.up.discard(c["name"])
 
     async def _launch(
         self,
@@ -595,6 +605,8 @@ class Kubelet:
                     await asyncio.sleep(min(0.5 * (2 ** state.restarts[c["name"]]), 5))
                     state.restarts[c["name"]] += 1
                     await self._start(state, pod, c, volumes, pod_dir)
+            if not running.done.is_set() and not await self._started_up(state, c, running):
+                continue  # no readiness probe before the startup probe succeeds
             probe = c.get("readinessProbe")
             due = state.next_probe.get(c["name"], 0.0) <= time.monotonic()
             if probe is not None and not running.done.is_set() and due:
@@ -616,6 +628,37 @@ class Kubelet:
                 state.ready[c["name"]] = False
                 changed = True
         return changed
+
+    @staticmethod
+    async def _started_up(state: PodState, c: dict[str, Any], running: runtime.Running) -> bool:
+        """The startup probe, as the kubelet runs it: from the container's start (after
+        initialDelaySeconds) every periodSeconds until it succeeds, readiness and liveness
+        held off meanwhile; failureThreshold failures kill the container, which restarts
+        by its policy. On success the readiness probe runs at once (the kubelet triggers
+        it), not a period later. No startup probe: started."""
+        name, probe = c["name"], c.get("startupProbe")
+        if probe is None or name in state.up:
+            return True
+        at = time.monotonic()
+        if name not in state.next_startup:
+            state.next_startup[name] = at + float(probe.get("initialDelaySeconds") or 0)
+        if state.next_startup[name] > at:
+            return False
+        state.next_startup[name] = at + float(probe.get("periodSeconds") or 10)
+        if await probe_ok(probe, state.ip, c, running):
+            state.up.add(name)
+            state.next_probe[name] = 0.0  # readiness now
+            if c.get("readinessProbe") is None:
+                state.ready[name] = True
+            return True
+        state.startup_failures[name] = state.startup_failures.get(name, 0) + 1
+        if state.startup_failures[name] >= int(probe.get("failureThreshold") or 3):
+            log.info("container %s failed its startup probe: killed, to restart", name)
+            if running.process is not None and running.process.returncode is None:
+                # Killed, not stopped: the exit is then seen and restarted by its policy.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(running.process.pid, signal.SIGKILL)
+        return False
 
     @staticmethod
     def _all_done(state: PodState, pod: dict[str, Any]) -> bool:
@@ -654,7 +697,8 @@ class Kubelet:
                     "imageID": f"twin://{c.get('image', '')}",
                     "containerID": f"twin://{state.uid}/{c['name']}",
                     "ready": bool(state.ready.get(c["name"])) and "running" in st,
-                    "started": "running" in st,
+                    "started": "running" in st
+                    and (c.get("startupProbe") is None or c["name"] in state.up),
                     "restartCount": state.restarts.get(c["name"], 0),
                     "state": st,
                 }
