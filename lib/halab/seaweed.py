@@ -128,15 +128,21 @@ class SeaweedFS:
     # -- master -----------------------------------------------------------------------------
 
     def cluster_status(self) -> dict[str, Any]:
-        """The first master that answers `/cluster/status`, with `answered_by` added."""
-        errors = []
+        """`/cluster/status` of the first master that names a leader (else of the first
+        that answers), with `answered_by` added. A master just back from a restart answers
+        before it has heard from the leader, with no leader named: the others are asked."""
+        errors, first = [], None
         for master in self.masters:
             try:
-                doc = self._ok(master, MASTER_PORT, "cluster/status")
+                doc = {**self._ok(master, MASTER_PORT, "cluster/status"), "answered_by": master}
             except SeaweedError as exc:
                 errors.append(str(exc))
                 continue
-            return {**doc, "answered_by": master}
+            if doc.get("Leader"):
+                return doc
+            first = first or doc
+        if first is not None:
+            return first
         raise SeaweedError("every master", "none answered /cluster/status", said="; ".join(errors))
 
     def leader(self) -> str:

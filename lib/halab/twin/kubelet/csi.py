@@ -71,11 +71,19 @@ def lazy_unmount(point: str) -> None:
                 return
 
 
-async def _quietly(*command: str) -> int:
+async def _quietly(*command: str, timeout: float = 10.0) -> int:
+    """A helper's exit code; one that hangs (an unmount stuck on a busy mount) is killed
+    after `timeout` and counts as failed, so a kubelet never waits on it for ever."""
     proc = await asyncio.create_subprocess_exec(
         *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
     )
-    return await proc.wait()
+    try:
+        return await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        return -1
 
 
 class PodMounts:
@@ -115,6 +123,10 @@ async def unmount_fuse(target: Path, process: asyncio.subprocess.Process) -> Non
             with contextlib.suppress(ProcessLookupError):
                 os.kill(process.pid, signal.SIGKILL)
             await process.wait()
+    # A daemon that died before its mount went leaves a dead entry ("Transport endpoint
+    # is not connected"): detached lazily, as nothing can serve it any more.
+    if is_mounted(target):
+        await _quietly("umount", "-l", str(target))
 
 
 def _run(*command: str) -> None:

@@ -236,32 +236,49 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     endpoint = Endpoint(args.server, args.nfs_port, args.mount_port)
     what = args.name or f"{args.server}:{args.export}"
+    mounted = False
     try:
         with connection(endpoint, args.export, args.source, ATTEMPT_S) as client:
             # The first look at the export answers like mount(8) does: a missing export
             # or a refused client fails the mount rather than the first read.
             client.listdir("/")
             print(f"mounted {what} on {args.mountpoint}", flush=True)
+            mounted = True
             export = NfsExport(client, args.soft)
-            fuse.FUSE(
-                export,
-                args.mountpoint,
-                foreground=True,
-                allow_other=True,
-                default_permissions=True,
-                ro=args.ro,
-                fsname=what,
-                subtype="nfs",
-            )
-            # Unmounted or told to stop: calls still retrying a dead server end now, and
-            # the process goes without waiting for them (closing the client would).
+            try:
+                fuse.FUSE(
+                    export,
+                    args.mountpoint,
+                    foreground=True,
+                    allow_other=True,
+                    default_permissions=True,
+                    ro=args.ro,
+                    fsname=what,
+                    subtype="nfs",
+                )
+            except BaseException as exc:  # libfuse's loop failed: said, and gone below
+                print(f"nfs: the FUSE loop ended with {type(exc).__name__}: {exc}", flush=True)
+            # Unmounted, told to stop or failed: calls still retrying a dead server end
+            # now, and the process goes without waiting for them (closing the client
+            # would), nor for any thread, so nothing holds the mount after it.
             export.stopping = True
-            sys.stdout.flush()
-            os._exit(0)
+            _leave(args.mountpoint, 0)
     except (NfsError, nfs_rs.NfsError) as exc:
         print(mount_nfs_says(what, exc), file=sys.stderr, flush=True)
+        if mounted:  # a failure after the mount was made still takes the mount away
+            _leave(args.mountpoint, 32)
         return 32  # mount(8)'s "mount failure"
     return 0
+
+
+def _leave(mountpoint: str, code: int) -> None:
+    """Exit at once, the mount lazily detached first if it is still there (a FUSE mount
+    whose daemon is gone would stay behind as a dead entry)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with contextlib.suppress(OSError):
+        os.spawnvp(os.P_WAIT, "fusermount3", ["fusermount3", "-uzq", mountpoint])
+    os._exit(code)
 
 
 def mount_nfs_says(what: str, exc: BaseException) -> str:
