@@ -402,11 +402,13 @@ def test_a_startup_probe_holds_readiness_off_then_lets_it_run_at_once(twin: Twin
         lambda: (c := _container(core, ns, "late")) is not None and c.ready and c, 60, "late Ready"
     )
     assert done.started is True and done.restart_count == 0, done
+    # Another port: the twin's pods share this machine's network stack, and late's server
+    # listens on every address.
     never = {
         "name": "c",
         "image": "debian:12",
         "command": ["sleep", "600"],
-        "startupProbe": {**tcp, "periodSeconds": 1, "failureThreshold": 2},
+        "startupProbe": {"tcpSocket": {"port": 8089}, "periodSeconds": 1, "failureThreshold": 2},
     }
     core.create_namespaced_pod(ns, {"metadata": {"name": "never"}, "spec": {"containers": [never]}})
     restarted = eventually(
