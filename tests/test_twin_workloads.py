@@ -390,7 +390,9 @@ def test_a_startup_probe_holds_readiness_off_then_lets_it_run_at_once(twin: Twin
     late = {
         "name": "c",
         "image": "debian:12",
-        "command": ["sh", "-c", "sleep 4; exec python3 -m http.server 8080"],
+        # Bound to its own address: others in the session may hold 8080 on theirs.
+        "command": ["sh", "-c", 'sleep 4; exec python3 -m http.server --bind "$POD_IP" 8080'],
+        "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
         "startupProbe": {**tcp, "periodSeconds": 1, "failureThreshold": 60},
         "readinessProbe": {**tcp, "periodSeconds": 300},
     }
@@ -402,8 +404,7 @@ def test_a_startup_probe_holds_readiness_off_then_lets_it_run_at_once(twin: Twin
         lambda: (c := _container(core, ns, "late")) is not None and c.ready and c, 60, "late Ready"
     )
     assert done.started is True and done.restart_count == 0, done
-    # Another port: the twin's pods share this machine's network stack, and late's server
-    # listens on every address.
+    # Another port all the same, so that nothing of late's could ever answer for it.
     never = {
         "name": "c",
         "image": "debian:12",

@@ -21,7 +21,14 @@ import pandas as pd
 from halab.errors import StepError
 from halab.inventory import Inventory
 from halab.render.storage import FILER_PORT, MASTER_PORT, NS, VOLUME_PORT
-from halab.seaweed_shell import ClusterCheck, Repair, cluster_check, fix_replication
+from halab.seaweed_shell import (
+    ClusterCheck,
+    Repair,
+    cluster_check,
+    fix_replication,
+    short_of_copies,
+    volume_list,
+)
 
 
 class SeaweedError(StepError):
@@ -339,12 +346,18 @@ class SeaweedFS:
             core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)
 
     def health(self) -> tuple[ClusterCheck, bool, list[Repair]]:
-        """`cluster.check` and a simulated `volume.fix.replication`, in one shell."""
-        text = self.shell(["cluster.check", "volume.fix.replication"])
-        simulated, repairs = fix_replication(text)
+        """`cluster.check`, and what a repair would copy: `volume.list` says whether any
+        volume is short of copies; only then is `volume.fix.replication` asked for its
+        plan (simulated). It first waits ~15 s for fresh heartbeats, to say nothing more
+        than the list did when every volume has its copies."""
+        text = self.shell(["cluster.check", "volume.list"])
+        if not short_of_copies(volume_list(text)):
+            return cluster_check(text), True, []
+        fixed = self.shell(["volume.fix.replication"])
+        simulated, repairs = fix_replication(fixed)
         if not simulated:
             raise SeaweedError(
-                "weed shell", "volume.fix.replication did not say it simulated", said=text[-300:]
+                "weed shell", "volume.fix.replication did not say it simulated", said=fixed[-300:]
             )
         return cluster_check(text), simulated, repairs
 

@@ -49,6 +49,18 @@ def volume_list(text: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*columns, "files", "read_only"])
 
 
+def short_of_copies(copies: pd.DataFrame) -> list[int]:
+    """The volumes of a `volume_list` with fewer copies than their replication asks for."""
+    from halab.replication import parse_replication
+
+    short = []
+    for volume, rows in copies.groupby("volume"):
+        wanted = parse_replication(str(rows["replication"].iloc[0])).copies
+        if len(rows) < wanted:
+            short.append(int(str(volume)))
+    return sorted(short)
+
+
 @dataclass(frozen=True)
 class ClusterCheck:
     ok: int

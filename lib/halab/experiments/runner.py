@@ -66,6 +66,9 @@ class DataCheck:
     # What capture left behind (a test series, probe files), taken away when the
     # experiment stops before its compare (which cleans up after itself).
     cleanup: Callable[[], None] = lambda: None
+    # From what capture returned: the apps that cannot run again while the fault holds,
+    # with why (their data is all on what goes). They are not waited for.
+    blocks: Callable[[Any], dict[str, str]] = lambda _: {}
 
 
 @dataclass
@@ -79,6 +82,7 @@ class Outcome:
     done: list[str] = field(default_factory=list)  # what was changed and undone, in order
     seconds: float = 0.0  # the whole experiment, steady state to steady state
     waiting: dict[str, str] = field(default_factory=dict)  # app -> what held it back
+    blocked: dict[str, str] = field(default_factory=dict)  # app -> why it cannot move
     _comparison: pd.DataFrame | None = field(default=None, repr=False)
 
     def stamp(self, checks: list[Check]) -> list[Check]:
@@ -299,6 +303,7 @@ class Runner:
         for dc in self.data:
             try:
                 captured[dc.name] = dc.capture()
+                out.blocked.update(dc.blocks(captured[dc.name]))
             except Exception as exc:  # nothing disrupted yet: say so and stop here
                 out.checks.append(
                     Check(f"{cid}-steady-before", "Steady state before the fault", "fail",
@@ -462,7 +467,13 @@ class Runner:
         """Until every app the planner moves is running again away from the lost nodes,
         or for OBSERVE_S when nothing moves; an abort condition raises."""
         assert out.outlook is not None
-        movers = [a for a in out.outlook.apps if a.moves and a.predicted_s is not None]
+        # An app that cannot start while the fault holds is not waited for: its check
+        # says why, and the fault is undone sooner.
+        movers = [
+            a
+            for a in out.outlook.apps
+            if a.moves and a.predicted_s is not None and a.app not in out.blocked
+        ]
         gone = set(out.outlook.down_nodes)
         deadline = out.origin + exp.abort_after_s
         api_down_since: float | None = None
@@ -508,6 +519,9 @@ class Runner:
                     detail = (f"not replaced during the fault, as the planner says ({app.why})"
                               if seen_s is None else f"replaced on {seen_on} after {seen_s:.1f} s, "
                               f"which the planner does not expect ({app.why})")  # fmt: skip
+                elif seen_s is None and app.app in out.blocked:
+                    status = "fail"
+                    detail = f"cannot run again while the fault holds: {out.blocked[app.app]}"
                 elif seen_s is None:
                     status, detail = "fail", "not running again before the fault was undone"
                     detail += out.waiting.get(app.app, "")

@@ -182,7 +182,20 @@ def _stranded_check(ctx: Context, api: Any, exp: Experiment, files: FileSet) -> 
             detail += " (the planner says this layout lets copies share a host)"
         return ("warn" if shared else "fail"), detail
 
-    return DataCheck("stranded", f"Volumes with every copy on {host}", capture, compare)
+    def blocks(captured: Any) -> dict[str, str]:
+        """The followed apps whose config lives in a volume with every copy on the host."""
+        stranded, held = captured
+        found: dict[str, str] = {}
+        for name, volumes in held.items():
+            app, sep, path = name.partition(":")
+            if sep and volumes & stranded and app not in found:
+                where = ", ".join(map(str, sorted(volumes & stranded)))
+                found[app] = f"its {path} is in volume {where}, every copy of which is on {host}"
+        return found
+
+    return DataCheck(
+        "stranded", f"Volumes with every copy on {host}", capture, compare, blocks=blocks
+    )
 
 
 def _on_seaweed(app: App) -> bool:

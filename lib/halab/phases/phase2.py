@@ -238,7 +238,8 @@ def check_health(sw: SeaweedFS | None) -> list[Check]:
     repair would copy (simulated: nothing is changed)."""
     titles = {
         "cluster-check": "Every SeaweedFS server reaches every other (weed shell cluster.check)",
-        "replication-complete": "No volume is short of copies (volume.fix.replication, simulated)",
+        "replication-complete": "No volume is short of copies (volume.list; for any that "
+        "is, volume.fix.replication simulated)",
     }
     if sw is None:
         return [no_target(cid, title) for cid, title in titles.items()]
