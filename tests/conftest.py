@@ -103,6 +103,15 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., Any]]:
         program.stop()
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """SeaweedFS shared by the modules that need it goes once the last of them is done."""
+    from seaweed_storage import SHARED
+
+    if SHARED.due(nextitem):
+        SHARED.release()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """A failing twin test carries the twin's state and its hosts' recent log lines, so a

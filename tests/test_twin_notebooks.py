@@ -48,7 +48,6 @@ def _halab_run(twin: TwinLab, phases: str, out: Path, *flags: str) -> tuple[int,
 def test_every_phase_on_the_twin(twin: TwinLab, tmp_path: Path) -> None:
     try:
         _phases_0_to_7(twin, tmp_path / "0-7")
-        _sonarr_keeps_its_series_across_its_pod(twin)
         _phase8(twin, tmp_path / "8")
         _scenario_1(twin, tmp_path / "failover")
     finally:
@@ -57,18 +56,25 @@ def test_every_phase_on_the_twin(twin: TwinLab, tmp_path: Path) -> None:
         # not hide that failure behind a 404.
         _compose_down(twin)
         core = client.CoreV1Api(twin.api())
-        for namespace in ("media", "seaweedfs", "metallb-system"):
-            with contextlib.suppress(client.ApiException):
-                core.delete_namespace(namespace)
         with contextlib.suppress(client.ApiException):
             client.AppsV1Api(twin.api()).delete_namespaced_daemon_set(
                 "intel-gpu-plugin", "kube-system"
             )
-        # Their pods' volumes unmounted with them: a mount left behind is this test's,
-        # said here rather than by the next module that looks.
-        for namespace in ("media", "seaweedfs", "metallb-system"):
+        # The apps before their storage, as one takes a cluster apart: an app's weed
+        # mount whose filer went first would wait on it. Their pods' volumes go with
+        # them: a mount left behind is this test's, said here rather than by the next
+        # module that looks. SeaweedFS's own pods mount nothing; they go meanwhile.
+        for namespace in ("media", "metallb-system"):
+            with contextlib.suppress(client.ApiException):
+                core.delete_namespace(namespace)
+        for namespace in ("media", "metallb-system"):
             namespace_gone(twin.api(), namespace)
-        eventually(lambda: not mounts_under(twin.dir), 60, "every pod's mount released")
+        with contextlib.suppress(client.ApiException):
+            core.delete_namespace("seaweedfs")
+        try:
+            eventually(lambda: not mounts_under(twin.dir), 60, "every pod's mount released")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {mounts_under(twin.dir)}") from None
 
 
 def _phases_0_to_7(twin: TwinLab, tmp_path: Path) -> None:
@@ -206,33 +212,6 @@ def _phase5(run_dir: Path, statuses: dict[str, str]) -> None:
         assert event in timeline, timeline
     # The evicted pod, seen Terminating or (deleted between two samples) gone.
     assert "Terminating on k3s-w1" in timeline or "gone from k3s-w1" in timeline, timeline
-
-
-def _sonarr_keeps_its_series_across_its_pod(twin: TwinLab) -> None:
-    """A series added, Sonarr's pod deleted: its successor, on the same SeaweedFS volume,
-    still has it (the state is on the volume, not in the pod)."""
-    from halab.context import open_context
-    from halab.phases import phase4
-    from halab.phases.cluster_checks import ready_pods
-
-    ctx = open_context(twin.inventory, target=twin.dir / "target.yaml")
-    api = twin.api()
-    (app,) = phase4.workloads(ctx)
-    sonarr, _, _ = phase4.sonarr_for(ctx, api, app)
-    had = [s["title"] for s in sonarr.series()]
-    added = sonarr.add_series(121361, "Game of Thrones", "/data/media")
-    (before,) = ready_pods(api, app)
-    client.CoreV1Api(api).delete_namespaced_pod(before.metadata.name, app.namespace)
-    eventually(
-        lambda: [p for p in ready_pods(api, app) if p.metadata.name != before.metadata.name],
-        120,
-        "Sonarr's next pod Ready",
-    )
-    sonarr, _, _ = phase4.sonarr_for(ctx, api, app)
-    # The new pod is Ready a moment before its Service's endpoints follow.
-    titles = eventually(lambda: sorted(s["title"] for s in sonarr.series()), 30, "its series")
-    assert titles == sorted([*had, "Game of Thrones"])
-    sonarr.delete_series(int(added["id"]))
 
 
 def _papermill(twin: TwinLab, notebook: str, out: Path, *more: str) -> tuple[int, str, Path]:

@@ -6,57 +6,28 @@ volume on a lost node released only by the force detach."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from halab.context import Context, open_context
+from halab.context import Context
 from halab.phases import phase2
 from halab.seaweed import SeaweedFS
 from halab.twin import supervisor
 from halab.twin.kubelet.csi import mounts_under
+from seaweed_storage import storage_for
 
-from twinlab import TwinLab, eventually, namespace_gone
+from twinlab import TwinLab, eventually
 
 pytestmark = pytest.mark.twin
 DRIVER = "seaweedfs-csi-driver"
 
 
-def _mount_holders(points: list[str]) -> list[str]:
-    """The processes whose command line names one of these mount points (their daemons)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            argv = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if any(p in argv for p in points):
-            found.append(f"{proc.name}: {argv[:160]}")
-    return found
-
-
 @pytest.fixture(scope="module")
-def storage(twin: TwinLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Context]:
-    ctx = open_context(
-        twin.inventory, target=twin.dir / "target.yaml", run_dir=tmp_path_factory.mktemp("csi")
-    )
-    api = twin.api()
-    phase2.deliver(ctx, api)
-    ready = phase2.wait_running(ctx, api)
-    assert "Ready after" in ready.detail, ready.detail
-    try:
-        yield ctx
-    finally:
-        client.CoreV1Api(api).delete_namespace("seaweedfs")
-        try:
-            eventually(lambda: not mounts_under(twin.dir), 60, "no mount of the twin left")
-        except AssertionError as exc:  # say which, and whose processes still hold them
-            left = mounts_under(twin.dir)
-            raise AssertionError(f"{exc}: {left}; {_mount_holders(left)}") from None
-        namespace_gone(api, "seaweedfs")
+def storage(twin: TwinLab, tmp_path_factory: pytest.TempPathFactory) -> Context:
+    """SeaweedFS, shared with test_twin_seaweedfs (seaweed_storage)."""
+    return storage_for(twin, tmp_path_factory.mktemp("csi"))
 
 
 def _claim(core: Any, ns: str, name: str, mode: str = "ReadWriteOnce") -> str:

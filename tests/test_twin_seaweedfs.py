@@ -8,82 +8,28 @@ import hashlib
 import os
 import secrets
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from halab.context import Context, open_context
+from halab.context import Context
 from halab.phases import phase2
 from halab.phases.seaweed_servers import all_servers, starts, wait_restarted
 from halab.seaweed import SeaweedError, SeaweedFS
-from halab.seaweed_shell import short_of_copies, volume_list
+from halab.seaweed_shell import volume_list
 from halab.twin import supervisor
+from seaweed_storage import storage_for
 
-from twinlab import TwinLab, eventually, namespace_gone
+from twinlab import TwinLab, eventually
 
 pytestmark = pytest.mark.twin
 
 
 @pytest.fixture(scope="module")
-def storage(twin: TwinLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Context]:
-    """SeaweedFS delivered to the session's twin for this module, and taken away after, so
-    that the rest of the session does not carry thirteen weed processes."""
-    ctx = open_context(
-        twin.inventory, target=twin.dir / "target.yaml", run_dir=tmp_path_factory.mktemp("p2")
-    )
-    api = twin.api()
-    changes = phase2.deliver(ctx, api)
-    assert not [c for c in changes if c.detail.startswith("refused")], changes
-    ready = phase2.wait_running(ctx, api)
-    assert "Ready after" in ready.detail, ready.detail
-    # The check after the module can only mean something if weed runs in sandboxes now:
-    # one per server (bubblewrap shows twice for each, outside and inside its namespace).
-    commands = {Path(f"/proc/{pid}/cmdline").read_bytes() for pid in _weeds(twin.dir)}
-    assert len(commands) == len(all_servers(ctx))
-    try:
-        yield ctx
-    finally:
-        client.CoreV1Api(api).delete_namespace("seaweedfs")
-        try:
-            eventually(
-                lambda: not _weeds(twin.dir),
-                90,
-                "every weed process of the twin gone with its pods",
-            )
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; left: {_describe(_weeds(twin.dir))}") from None
-        namespace_gone(api, "seaweedfs")
-
-
-def _describe(pids: list[int]) -> list[str]:
-    """Each leftover sandbox: its parent and the pod directory it names."""
-    out = []
-    for pid in pids:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        pods = [a.decode() for a in argv if b"/pods/" in a][:1]
-        parent = Path(f"/proc/{stat[1]}/cmdline").read_bytes().replace(b"\0", b" ")[:90]
-        out.append(f"{pid} (parent {stat[1]} {parent.decode(errors='replace')}) {pods}")
-    return out
-
-
-def _weeds(directory: Path) -> list[int]:
-    """The twin's sandboxes that run weed (the supervisor finds the sandboxes)."""
-    found = []
-    for pid in supervisor.sandboxes(directory.resolve()):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(a.endswith(b"/weed") for a in argv):
-            found.append(pid)
-    return found
+def storage(twin: TwinLab, tmp_path_factory: pytest.TempPathFactory) -> Context:
+    """SeaweedFS, shared with test_twin_seaweed_csi (seaweed_storage)."""
+    return storage_for(twin, tmp_path_factory.mktemp("p2"))
 
 
 def seaweed(twin: TwinLab, ctx: Context) -> SeaweedFS:
@@ -234,9 +180,8 @@ def test_a_volume_servers_host_fails_and_comes_back(twin: TwinLab, storage: Cont
             30,
             f"the nodes of {down} NotReady",
         )
-        # volume.list shows the volume short of a copy, so health() asks
-        # volume.fix.replication for SeaweedFS's own plan.
-        assert volume in short_of_copies(volume_list(sw.shell(["volume.list"])))
+        # volume.list shows the volume short of a copy (short_of_copies), so health()
+        # asks volume.fix.replication for SeaweedFS's own plan: the repair names it.
         _, simulated, repairs = sw.health()
         assert simulated
         short = {r.volume: r for r in repairs}
