@@ -454,9 +454,27 @@ class Kubelet:
         return True
 
     async def _release_volumes(self, uid: str) -> None:
-        await self.csi.release(uid)
-        if self.nfs is not None:
-            await self.nfs.release(uid)
+        """Every volume of the pod unmounted, CSI and NFS alike, even when its task is
+        cancelled again meanwhile (the pod vanishing from the API cancels it, and that can
+        come more than once): the release runs as a task of its own and is waited for to
+        the end, and a cancellation is passed on only after it."""
+        release = asyncio.ensure_future(self._release_all(uid))
+        cancelled = False
+        while not release.done():
+            try:
+                await asyncio.shield(release)
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+        release.result()
+
+    async def _release_all(self, uid: str) -> None:
+        try:
+            await self.csi.release(uid)
+        finally:  # an NFS mount goes even when a CSI unmount failed
+            if self.nfs is not None:
+                await self.nfs.release(uid)
 
     async def _wait_volumes(
         self, pod: dict[str, Any], pod_dir: Path, ns: str, name: str
