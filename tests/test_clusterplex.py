@@ -267,6 +267,32 @@ def test_a_worker_lost_mid_task_fails_the_job(
     assert "unraid-worker" in Orchestrator(url).metrics().load
 
 
+def test_an_orchestrator_lost_mid_job_is_said_at_once_not_at_the_timeout(
+    start_orchestrator: Start, start_worker: Callable[..., Program]
+) -> None:
+    """Its process killed (a pod gone with its node): the poster's connection closes, and
+    the job is said lost then, not when the poster's own timeout runs out."""
+    orchestrator, url = start_orchestrator()
+    worker = start_worker(url, "unraid-worker")
+    _workers_active(url, 1)
+    said: list[Exception] = []
+
+    def post() -> None:
+        try:
+            Orchestrator(url).post_job(timeout=600)
+        except ClusterPlexError as exc:
+            said.append(exc)
+
+    posting = threading.Thread(target=post)
+    posting.start()
+    worker.wait_line("Starting test of waiting for 5 seconds")
+    orchestrator.stop(signal.SIGKILL)
+    posting.join(60)
+    assert not posting.is_alive(), "still waiting for an orchestrator that is gone"
+    assert len(said) == 1 and "closed the connection before answering" in str(said[0]), said
+    assert "into the job" in str(said[0])
+
+
 def test_a_poster_that_goes_away_has_its_task_killed(
     start_orchestrator: Start, start_worker: Callable[..., Program]
 ) -> None:

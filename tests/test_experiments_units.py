@@ -5,12 +5,19 @@ samples, predicted against observed, and the journal's rules."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from halab.errors import InputError
-from halab.experiments.expect import START_ALLOWANCE_S, outlook, tolerance_s
+from halab.experiments.expect import (
+    START_ALLOWANCE_S,
+    ControllerLease,
+    outlook,
+    tolerance_s,
+)
 from halab.experiments.journal import Journal, JournalError
 from halab.experiments.model import (
     Experiment,
@@ -20,7 +27,7 @@ from halab.experiments.model import (
     load_experiments,
     phase5_tests,
 )
-from halab.experiments.probes import Sample
+from halab.experiments.probes import Repeated, Sample
 from halab.experiments.timeline import (
     comparison,
     findings,
@@ -113,9 +120,28 @@ def test_the_planner_expects_for_this_inventory(plan: Inventory, tmp_path: Path)
         + TUNED["force_detach_s"]
     )
     assert moved.predicted_s == want and "k3s-w2" in moved.next_nodes
+    # The controller manager leading on a node that goes: nothing is marked NotReady until
+    # another server has taken its lease; leading elsewhere, nothing is added.
+    (late,) = outlook(tuned, off, {"sonarr": "k3s-w1"}, lease=ControllerLease("k3s-cp1", 15)).apps
+    assert late.predicted_s == want + 15 and "lease on k3s-cp1" in late.why, late
+    (kept,) = outlook(tuned, off, {"sonarr": "k3s-w1"}, lease=ControllerLease("k3s-cp2", 15)).apps
+    assert kept.predicted_s == want
     # The shipped inventory's defaults: 50 s grace from 1.32, 300 s, 6 min detach.
     (slow,) = outlook(plan, off, {"sonarr": "k3s-w1"}).apps
     assert slow.predicted_s == 50 + 300 + 360
+    # The NFS server's host off, with the media apps on its node (where a first scenario
+    # left them): they are evicted, but a replacement cannot mount the media until the
+    # host is back, so no time is predicted; the orchestrator, without media, moves.
+    nfs_off = Experiment(
+        "s2", "unraid off", "", Fault("power-off", "unraid"),
+        follow=("plex", "sonarr", "clusterplex-orchestrator"),
+    )  # fmt: skip
+    on_w2 = {a: "k3s-w2" for a in nfs_off.follow}
+    seen = {a.app: a for a in outlook(tuned, nfs_off, on_w2).apps}
+    for app in ("plex", "sonarr"):
+        assert seen[app].moves and seen[app].predicted_s is None, seen[app]
+        assert "served from unraid, which is off" in seen[app].why
+    assert seen["clusterplex-orchestrator"].predicted_s is not None
 
 
 def test_two_hosts_off_at_once_is_the_plans_read_only_claim(plan: Inventory) -> None:
@@ -284,3 +310,59 @@ def test_a_lane_is_drawn_as_runs_of_one_state() -> None:
     assert runs[True][2] == (20.0, 0.5)
     figure = swimlane(samples, 10.0, [], "t")  # one call per colour, however many samples
     assert len(figure.axes[0].collections) == 3
+
+
+def test_a_slow_question_is_asked_back_to_back_and_sampled_each_period() -> None:
+    """A ClusterPlex job takes longer than a sampling period: Repeated asks it in a
+    thread of its own and each sample says how the last one ended, or that the one in
+    flight is late."""
+    release = threading.Event()
+    answers = iter([("ok", 0.0), ("boom", 0.0), ("hang", 0.0)])
+    asked: list[str] = []
+
+    def question() -> str:
+        what, _ = next(answers, ("ok", 0.0))
+        asked.append(what)
+        if what == "boom":
+            raise RuntimeError("the job failed (no worker)")
+        if what == "hang":
+            release.wait(30)  # a job whose worker is gone: no answer until released
+        return f"job {len(asked)} done"
+
+    probe = Repeated("ClusterPlex job", question, late_s=4.0, every=0.1)
+    (first,) = probe()  # waits for the first answer: the lane is known from the first round
+    assert first.ok and first.detail == "job 1 done"
+    seen: list[Sample] = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any("no answer yet" in s.detail for s in seen):
+        seen += probe()
+        time.sleep(0.1)
+    failed = [s for s in seen if not s.ok and "no worker" in s.detail]
+    late = [s for s in seen if not s.ok and "no answer yet" in s.detail]
+    assert failed and late, seen
+    assert seen.index(failed[0]) < seen.index(late[0])  # in the order they happened
+    assert asked == ["ok", "boom", "hang"]  # one at a time: none asked while one hangs
+    probe.stop()
+    release.set()
+    for _ in range(50):  # the one in flight ends; nothing is asked after it
+        if probe._thread is not None and not probe._thread.is_alive():
+            break
+        time.sleep(0.1)
+    assert probe._thread is not None and not probe._thread.is_alive()
+    assert asked == ["ok", "boom", "hang"]
+
+
+def test_a_refused_question_is_not_asked_in_a_tight_loop() -> None:
+    calls: list[float] = []
+
+    def refused() -> str:
+        calls.append(time.monotonic())
+        raise ConnectionRefusedError("refused")
+
+    probe = Repeated("ClusterPlex job", refused, late_s=5.0, every=0.2)
+    (sample,) = probe()
+    assert not sample.ok and "refused" in sample.detail
+    time.sleep(1.0)
+    probe.stop()
+    # Spinning would make thousands of calls a second; one a period is a handful.
+    assert 2 <= len(calls) <= 10, len(calls)

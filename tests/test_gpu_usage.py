@@ -59,6 +59,7 @@ def test_samples_parse_as_intel_gpu_top_prints_them() -> None:
 STAND_IN = """#!/bin/sh
 # intel_gpu_top's -J output, as it prints it, with the Video engine busier each period.
 echo "["
+sleep 0.8  # as the real tool, its first sample comes a period (here a slow one) after it starts
 i=0
 while :; do
   [ $i -gt 0 ] && echo ","
@@ -109,12 +110,16 @@ def test_the_watch_reads_each_machine_over_ssh_for_as_long_as_the_work(
 ) -> None:
     watch = GpuWatch(machines, ["gpu-node", "plain-host"], period_ms=200)
     with watch:
+        # The work starts once each machine has printed a sample (or cannot).
+        assert watch.seen("gpu-node") >= 1
         time.sleep(1.5)  # the work the engines are watched during
         assert _stand_ins_running()  # so that its absence below means something
+        inside = watch.seen("gpu-node")
     gpu, plain = watch.use["gpu-node"], watch.use["plain-host"]
     assert gpu.error == "", gpu
-    # The stand-in's first sample (the start-up) is not counted; the rest are.
-    assert gpu.samples >= 3, gpu
+    # The stand-in's first sample (the start-up) is not counted; the rest are, and the
+    # watch ended only after one more whole sample than the block had seen.
+    assert gpu.samples >= 3 and gpu.samples + 1 > inside, (gpu, inside)
     assert gpu.busiest["Video"] >= 20 and gpu.busiest["Render/3D"] == 2.0, gpu
     assert gpu.transcoding == gpu.busiest["Video"]
     assert "Video" in gpu.said() and "samples" in gpu.said()

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,8 +41,10 @@ Start = Callable[..., tuple[subprocess.Popen[bytes], str]]
 def start_sonarr(place: Path) -> Iterator[Start]:
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(config: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
-        port = free_port("127.0.0.1")
+    def start(
+        config: Path | None = None, port: int | None = None
+    ) -> tuple[subprocess.Popen[bytes], str]:
+        port = port or free_port("127.0.0.1")
         library = str(place / "library")
         proc = subprocess.Popen(
             [
@@ -149,3 +152,36 @@ def test_an_unreachable_sonarr_is_an_error_naming_it() -> None:
     with pytest.raises(SonarrError, match="not reachable") as failed:
         Sonarr(url, "k" * 32, timeout=2).status()
     assert url in str(failed.value)
+
+
+def test_answering_waits_for_a_sonarr_starting_but_not_out_a_refused_key(
+    start_sonarr: Start, place: Path
+) -> None:
+    proc, url = start_sonarr()  # once, for its key in config.xml
+    key = api_key(place / "config")
+    proc.terminate()
+    proc.wait(10)
+    port = int(url.rsplit(":", 1)[1])
+    waited: list[object] = []
+
+    def wait() -> None:
+        try:
+            waited.append(Sonarr(url, key, timeout=2).answering(60, every=0.2))
+        except SonarrError as exc:
+            waited.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    try:
+        # Not reachable while it is down: waited out, not raised.
+        eventually(lambda: not _answers(url), 10, "the stand-in is down")
+        assert waiter.is_alive()
+        start_sonarr(port=port)
+    finally:
+        waiter.join(90)
+    assert len(waited) == 1 and isinstance(waited[0], dict), waited
+    assert waited[0]["appName"] == "Sonarr"
+    # A refused key does not pass by itself: raised at once, not as "not answering".
+    with pytest.raises(SonarrError, match="API key was refused") as refused:
+        Sonarr(url, "0" * 32).answering(60)
+    assert not refused.value.passing

@@ -20,7 +20,7 @@ from kubernetes import client
 from halab.context import open_context
 from halab.experiments.journal import Journal
 from halab.experiments.model import Experiment, Fault
-from halab.experiments.runner import Runner
+from halab.experiments.runner import Runner, controller_lease
 from halab.inventory import load_inventory
 
 from twinlab import ROOT, TwinLab, eventually
@@ -175,3 +175,12 @@ def test_two_hosts_off_lose_the_api_not_to_read_only_and_come_back(
     assert "not read-only but gone" in claim.detail, claim
     assert not (twin.dir / "target.journal.json").exists()
     eventually(lambda: _steady(twin), 60, "every node Ready and schedulable")
+
+
+def test_the_controller_managers_lease_names_a_server(twin: TwinLab) -> None:
+    """Where the controller manager leads, read as the planner reads it at home."""
+    inv = load_inventory(twin.inventory)
+    lease = controller_lease(twin.api())
+    assert lease is not None
+    assert lease.node in {n.name for n in inv.nodes if n.is_server}, lease
+    assert lease.duration_s == 15  # k3s passes no --leader-elect-lease-duration

@@ -11,6 +11,9 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from halab.kube import service_proxy
+from halab.sonarr import Sonarr, SonarrError
+
 from twinlab import TwinLab, eventually, http_body
 
 pytestmark = pytest.mark.twin
@@ -109,3 +112,25 @@ def test_cluster_ips_are_allocated_once_and_a_taken_one_is_refused(twin: TwinLab
     plain["spec"].pop("clusterIP")
     plain["spec"].pop("clusterIPs")
     assert core.replace_namespaced_service("b", ns, plain).spec.cluster_ip == second
+
+
+def test_a_service_without_endpoints_is_not_taken_for_sonarr_through_the_proxy(
+    twin: TwinLab,
+) -> None:
+    """The API server's service proxy answers for a Service with no ready endpoint (a pod
+    moving, or Ready before it is listed) with a Status document; pyarr hands any JSON back,
+    so the connector must not take it for Sonarr's answer."""
+    api, ns = twin.api(), twin.namespace()
+    client.CoreV1Api(api).create_namespaced_service(ns, service("sonarr"))
+    url, options = service_proxy(api, ns, "sonarr", 8080)
+    sonarr = Sonarr(url, "k" * 32, timeout=5, session_options=options)
+    for call in (sonarr.status, sonarr.root_folders, sonarr.series, sonarr.health):
+        with pytest.raises(SonarrError, match="answered by the Kubernetes API server") as got:
+            call()
+        assert 'no endpoints available for service "sonarr"' in str(got.value)
+        assert got.value.passing, "it may pass once the pod is behind its Service"
+    with pytest.raises(SonarrError, match="answered by the Kubernetes API server"):
+        sonarr.browse("/tv")
+    with pytest.raises(SonarrError, match="not answering within 2 s"):
+        sonarr.answering(2)
+    assert "k" * 32 not in str(got.value)

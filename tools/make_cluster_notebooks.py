@@ -572,7 +572,7 @@ PHASE8 = [
         "changes = phase8.deliver(ctx, api)\nchanges += phase8.compose_up(ctx)\nchanges.append(phase8.wait_running(ctx, api))\nchanges += phase8.prepare_plex(ctx, api)\nchanges_table(changes)"
     ),
     new_markdown_cell(
-        "## Validation\n\nOne check per line of the plan's validation, plus the two settings ClusterPlex depends on and nothing enforces: PMS and the workers on the same Plex image, and one transcode directory shared at one path. A worker asking for a GPU resource no plugin offers stays Pending, and its check quotes the scheduler."
+        "## Validation\n\nOne check per line of the plan's validation, plus the two settings ClusterPlex depends on and nothing enforces: PMS and the workers on the same Plex image, and one transcode directory shared at one path. A worker asking for a GPU resource no plugin offers stays Pending, and its check quotes the scheduler. While the transcodes through Plex run, each GPU worker's machine is watched with `intel_gpu_top -J` over SSH: a hardware transcode shows on the Video engine, one that fell back to software on none."
     ),
     new_code_cell("found = phase8.checks(ctx, api, jobs=jobs)\nev.add(*found)\nev"),
     new_markdown_cell(
@@ -612,11 +612,15 @@ FAILOVER = [
         "With Kubernetes' defaults (50 s grace, 300 s tolerations, the 6-minute RWO force "
         "detach) a scenario takes many minutes: the table below says how long each may take "
         "before anything starts. Run after phase 8 (everything deployed), with "
-        "`allow_disruption=True`; `hosts` picks scenarios by host name (empty: all). Each "
-        "scenario is journalled and undone like phase 5's tests (`halab restore`)."
+        "`allow_disruption=True`; `hosts` picks scenarios by host name (empty: all); two "
+        "names joined by `+` (`\"proxmox+pi\"`) power both off at once, the plan's *any 2 "
+        "hosts down* (\"no quorum, read-only mode\", it says; the API is read as well as "
+        "reached while they are off, and the claim is checked). Each scenario is journalled "
+        "and undone like phase 5's tests (`halab restore`)."
     ),
     new_code_cell(
-        PARAMS + '\nallow_disruption = False\nhosts = []  # e.g. ["proxmox"]; empty: every host',
+        PARAMS + "\nallow_disruption = False\n"
+        'hosts = []  # e.g. ["proxmox"], or ["proxmox+pi"] for two at once; empty: every host',
         metadata={"tags": ["parameters"]},
     ),
     new_code_cell(
@@ -648,8 +652,11 @@ FAILOVER = [
     new_markdown_cell(
         "## Run them\n"
         "\n"
-        "Per scenario: the swimlane of every probe, the timeline, the planner against what "
-        "was observed; samples and events saved as CSV beside the evidence."
+        "Per scenario: the swimlane of every probe (the API through the VIP, each node, the "
+        "followed pods and their volumes, Plex's identity, the orchestrator's workers and a "
+        "ClusterPlex test job posted back to back, Sonarr's API, SeaweedFS reads and writes, "
+        "the media over NFS), the timeline, the planner against what was observed; samples "
+        "and events saved as CSV beside the evidence."
     ),
     new_code_cell(
         "outcomes = []\n"

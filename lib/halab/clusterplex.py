@@ -123,6 +123,7 @@ class Orchestrator:
         client = socketio.Client(reconnection=False)
         produced, answered = threading.Event(), threading.Event()
         answer: dict[str, object] = {}
+        closed: list[str] = []
 
         def on_produce(*_: object) -> None:
             produced.set()
@@ -131,8 +132,17 @@ class Orchestrator:
             answer.update(data)
             answered.set()
 
+        def on_disconnect(*_: object) -> None:
+            # The orchestrator went (its pod killed, its node lost): no answer will come
+            # on this connection, and the job died with it.
+            if not answered.is_set():
+                closed.append("the orchestrator closed the connection before answering")
+                produced.set()
+                answered.set()
+
         client.on("jobposter.produce", on_produce)
         client.on("jobposter.job.response", on_response)
+        client.on("disconnect", on_disconnect)
         try:
             client.connect(self.url, transports=["websocket"], wait_timeout=self.timeout)
         except socketio.exceptions.ConnectionError as error:
@@ -141,12 +151,18 @@ class Orchestrator:
             client.emit("jobposter.announce", {"jobPosterId": str(uuid.uuid4()), "host": host})
             if not produced.wait(self.timeout):
                 raise ClusterPlexError(self.url, "no jobposter.produce after the announce")
+            if closed:
+                raise ClusterPlexError(self.url, closed[0])
             started = time.monotonic()
             client.emit(
                 "jobposter.job.request", {"type": "transcode", "payload": payload or TEST_PAYLOAD}
             )
             if not answered.wait(timeout):
                 raise ClusterPlexError(self.url, f"no jobposter.job.response within {timeout:g} s")
+            if closed:
+                raise ClusterPlexError(
+                    self.url, f"{closed[0]} ({time.monotonic() - started:.1f} s into the job)"
+                )
             return JobResult(bool(answer.get("result")), time.monotonic() - started)
         finally:
             client.disconnect()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from halab.explain import explain
+from halab.streams import Stream
 
 # The engine classes a transcode uses; Blitter only copies, so it says nothing of one.
 TRANSCODE_ENGINES = ("Video", "VideoEnhance", "Render/3D", "Compute")
@@ -97,8 +98,10 @@ def command(seconds: float, period_ms: int) -> str:
 
 class GpuWatch:
     """intel_gpu_top on each machine for as long as the `with` block lasts (at most
-    `limit_s`), over the machines' SSH connections. Nothing is asked of a machine
-    before the block starts; each machine's reading is in `.use` after it."""
+    `limit_s`), over the machines' SSH connections. The block starts once each machine
+    has printed its first sample (or failed), and ends once each has printed one more
+    after it, so the work is inside whole samples. Each machine's reading is in `.use`
+    after it."""
 
     def __init__(
         self, hosts: Any, machines: list[str], period_ms: int = 500, limit_s: float = 600
@@ -108,14 +111,41 @@ class GpuWatch:
         self.period_ms = period_ms
         self.limit_s = limit_s
         self.use: dict[str, EngineUse] = {}
+        self._streams: dict[str, Stream] = {}
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
+
+    def seen(self, machine: str) -> int:
+        """Whole samples `machine` has printed so far."""
+        stream = self._streams.get(machine)
+        if stream is None:
+            return 0
+        return len(parse_samples("\n".join(line for _, line in list(stream.lines))))
+
+    def _settled(self, machine: str, samples: int) -> bool:
+        """More than `samples` printed, or nothing more will come (the tool ended, the
+        machine was not reached)."""
+        if machine in self.use:
+            return True
+        stream = self._streams.get(machine)
+        if stream is not None and stream.returncode is not None:
+            return True
+        return self.seen(machine) > samples
+
+    def _wait(self, after: dict[str, int]) -> None:
+        # Bounded: SSH and sudo may be slow, but the work must not wait on a watch for long.
+        deadline = time.monotonic() + 5 + 3 * self.period_ms / 1000
+        while time.monotonic() < deadline:
+            if all(self._settled(m, n) for m, n in after.items()):
+                return
+            time.sleep(min(0.1, self.period_ms / 4000))
 
     def _watch(self, machine: str) -> None:
         use = EngineUse(machine)
         try:
             host = self.hosts[machine]
             stream = host.start(["sh", "-c", command(self.limit_s, self.period_ms)])
+            self._streams[machine] = stream
             self._stop.wait(self.limit_s)
             # Closing the channel ends intel_gpu_top at its next write (its pipe is gone).
             stream.stop()
@@ -140,13 +170,11 @@ class GpuWatch:
             thread = threading.Thread(target=self._watch, args=(machine,), daemon=True)
             thread.start()
             self._threads.append(thread)
-        # Give each tool its first sample before the work starts.
-        time.sleep(self.period_ms / 1000)
+        self._wait({m: 0 for m in self.machines})
         return self
 
     def __exit__(self, *exc: object) -> None:
-        # One more period, so the last of the work is in a whole sample.
-        time.sleep(self.period_ms / 1000)
+        self._wait({m: self.seen(m) for m in self.machines})
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)

@@ -42,6 +42,16 @@ TOLERANCE_TEXT = (
 
 
 @dataclass(frozen=True)
+class ControllerLease:
+    """Which node's kube-controller-manager leads, and for how long its Lease holds: its
+    node lifecycle controller is what marks a silent node NotReady, so a fault that takes
+    the leader's node is noticed only once another server has taken the lease."""
+
+    node: str
+    duration_s: float
+
+
+@dataclass(frozen=True)
 class AppOutlook:
     app: str
     before: str  # the node it ran on when the experiment started ("" if none)
@@ -109,9 +119,11 @@ def outlook(
     exp: Experiment,
     running_on: dict[str, str],
     present: set[str] | None = None,
+    lease: ControllerLease | None = None,
 ) -> Outlook:
     """The planner's expectation; `running_on` is where each followed app runs now,
-    `present` the nodes the cluster has now (None: every node of the inventory)."""
+    `present` the nodes the cluster has now (None: every node of the inventory), `lease`
+    where the controller manager leads now (None: not known, no takeover counted)."""
     gone = set(down_nodes(inv, exp))
     servers = [n.name for n in inv.servers]
     left = [s for s in servers if s not in gone]
@@ -142,6 +154,9 @@ def outlook(
     toleration = timing.default_unreachable_toleration_s
     toleration = DEFAULT_TOLERATION_S if toleration is None else toleration
     detach = timing.force_detach_s or FORCE_DETACH_S
+    off = hosts_down(inv, exp)
+    nfs = inv.storage.nfs
+    nfs_up = nfs is None or nfs.host not in off
     apps = []
     for name in exp.follow:
         app = inv.app(name)
@@ -150,10 +165,18 @@ def outlook(
             apps.append(AppOutlook(name, before, False, (before,), 0.0, "its node stays"))
             continue
         nxt = tuple(n.name for n in fits.best(app, survivors))
+        media = [v.name for v in app.volumes if v.kind == "nfs"]
         if not nxt:
             apps.append(AppOutlook(name, before, True, (), None, "no node left that fits it"))
         elif not api_up:
             apps.append(AppOutlook(name, before, True, nxt, None, "the API is lost"))
+        elif media and not nfs_up:
+            assert nfs is not None
+            why = (
+                f"its NFS volume {', '.join(media)} is served from {nfs.host}, which is off: "
+                "the kubelet cannot mount it, so the replacement waits for the host"
+            )
+            apps.append(AppOutlook(name, before, True, nxt, None, why))
         elif exp.fault.kind == "drain":
             apps.append(AppOutlook(name, before, True, nxt, 0.0, "evicted at once by the drain"))
         elif app.kind == "statefulset":
@@ -165,10 +188,14 @@ def outlook(
             why = f"NotReady after {grace} s, evicted {p.toleration_s} s later" + (
                 f", its RWO volume force-detached {p.detach_s} s after that" if p.detach_s else ""
             )
-            apps.append(AppOutlook(name, before, True, nxt, float(p.total_s), why))
-    off = hosts_down(inv, exp)
-    nfs = inv.storage.nfs
-    nfs_up = nfs is None or nfs.host not in off
+            takeover = 0.0
+            if lease is not None and lease.node in gone:
+                takeover = lease.duration_s
+                why = (
+                    f"the controller manager's lease on {lease.node} (which goes) taken by "
+                    f"another server after {takeover:.0f} s, then " + why
+                )
+            apps.append(AppOutlook(name, before, True, nxt, float(p.total_s) + takeover, why))
     workers = (
         gpu_workers_left(inv, fits, off, api_up)
         if off

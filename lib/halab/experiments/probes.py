@@ -283,6 +283,62 @@ def nfs_read_probe(endpoint: Any, export: str, source: str, lane: str) -> ProbeF
     return one(lane, read)
 
 
+class Repeated:
+    """A probe whose question takes longer than a sampling period (a ClusterPlex job keeps
+    its worker 5 s): asked back to back in a thread of its own, and sampled each period
+    with how the last one ended; down once the one in flight is `late_s` old unanswered.
+    Its first sample waits for its first answer (at most `late_s`), so the lane is known
+    from the first round like any other."""
+
+    def __init__(
+        self, lane: str, call: Callable[[], str], late_s: float, every: float = 0.5
+    ) -> None:
+        self.lane = lane
+        self.call = call
+        self.late_s = late_s
+        self.every = every  # at most one question a period: a refusal comes back at once
+        self._lock = threading.Lock()
+        self._last: tuple[bool, str] | None = None
+        self._asked_at = 0.0  # when the question in flight was asked
+        self._answered = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _ask(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                self._asked_at = _now()
+            try:
+                said = (True, self.call())
+            except Exception as exc:  # a failed question is a sample, not an error
+                said = (False, explain(exc)[:200])
+            with self._lock:
+                self._last = said
+                asked = self._asked_at
+            self._answered.set()
+            self._stop.wait(max(0.0, self.every - (_now() - asked)))
+
+    def __call__(self) -> list[Sample]:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._ask, daemon=True)
+            self._thread.start()
+            self._answered.wait(self.late_s)
+        at = _now()
+        with self._lock:
+            last, waiting = self._last, at - self._asked_at
+        if waiting > self.late_s:
+            said = f"asked {waiting:.0f} s ago, no answer yet"
+            return [Sample(at, self.lane, False, said, {"waiting s": round(waiting, 1)})]
+        if last is None:
+            return []
+        ok, detail = last
+        return [Sample(at, self.lane, ok, detail, {"waiting s": round(waiting, 1)})]
+
+    def stop(self) -> None:
+        """No question asked after the one in flight (which ends by its own timeout)."""
+        self._stop.set()
+
+
 class Watch:
     """Every probe in its own thread, sampling until stopped; each sample kept."""
 
@@ -322,6 +378,9 @@ class Watch:
 
     def stop(self) -> None:
         self._stop.set()
+        for probe in self.probes:
+            if isinstance(probe, Repeated):
+                probe.stop()
         for thread in self._threads:
             thread.join(5)
 

@@ -11,7 +11,7 @@ import pandas as pd
 from halab.context import Context
 from halab.experiments.expect import outlook
 from halab.experiments.model import Experiment
-from halab.experiments.runner import Outcome, followed_now, nodes_now
+from halab.experiments.runner import Outcome, controller_lease, followed_now, nodes_now
 
 
 def expectations(ctx: Context, api: Any, experiments: list[Experiment]) -> pd.DataFrame:
@@ -20,7 +20,11 @@ def expectations(ctx: Context, api: Any, experiments: list[Experiment]) -> pd.Da
     rows = []
     for exp in experiments:
         running = followed_now(api, ctx, exp) if api is not None else {}
-        seen = outlook(ctx.inventory, exp, running, nodes_now(api) if api is not None else None)
+        seen = (
+            outlook(ctx.inventory, exp, running, nodes_now(api), controller_lease(api))
+            if api is not None
+            else outlook(ctx.inventory, exp, running)
+        )
         for app in seen.apps or (None,):
             rows.append(
                 {

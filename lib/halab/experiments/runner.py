@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from halab.context import Context
 from halab.evidence import Check, Status
 from halab.experiments import faults
-from halab.experiments.expect import Outlook, outlook
+from halab.experiments.expect import ControllerLease, Outlook, outlook
 from halab.experiments.journal import Journal, JournalError, action_text
 from halab.experiments.model import Experiment, check_subjects
 from halab.experiments.probes import (
@@ -83,6 +83,7 @@ class Outcome:
     seconds: float = 0.0  # the whole experiment, steady state to steady state
     waiting: dict[str, str] = field(default_factory=dict)  # app -> what held it back
     blocked: dict[str, str] = field(default_factory=dict)  # app -> why it cannot move
+    not_running: tuple[str, ...] = ()  # followed apps with no Ready pod at the start
     _comparison: pd.DataFrame | None = field(default=None, repr=False)
 
     def stamp(self, checks: list[Check]) -> list[Check]:
@@ -105,11 +106,15 @@ class Outcome:
         return self._comparison
 
     def observed(self) -> dict[str, tuple[float | None, str]]:
+        """Where and when each app the planner moves ran again while the fault held: one
+        that started only once the fault was undone did not move as predicted."""
         if self.outlook is None:
             return {}
         gone = set(self.outlook.down_nodes)
+        end = self.origin + self._undone_at()
+        held = [s for s in self.samples if s.at <= end]
         return {
-            a.app: running_again(self.samples, self.origin, a.app, gone)
+            a.app: running_again(held, self.origin, a.app, gone)
             for a in self.outlook.apps
             if a.moves
         }
@@ -193,6 +198,23 @@ def followed_now(api: Any, ctx: Context, exp: Experiment) -> dict[str, str]:
             if ready and pod.metadata.deletion_timestamp is None:
                 found[name] = pod.spec.node_name
     return found
+
+
+def controller_lease(api: Any) -> ControllerLease | None:
+    """Where kube-controller-manager leads now, from its Lease (holder `<node>_<uuid>` in
+    k3s); None where it cannot be read (an older cluster, no permission)."""
+    from kubernetes import client
+
+    try:
+        lease = client.CoordinationV1Api(api).read_namespaced_lease(
+            "kube-controller-manager", "kube-system", _request_timeout=5
+        )
+    except Exception:  # the prediction then leaves the takeover out, as before
+        return None
+    holder = str(lease.spec.holder_identity or "")
+    if not holder:
+        return None
+    return ControllerLease(holder.split("_", 1)[0], float(lease.spec.lease_duration_seconds or 15))
 
 
 def nodes_now(api: Any) -> set[str]:
@@ -298,7 +320,10 @@ class Runner:
             )  # fmt: skip
             exp = replace(exp, follow=tuple(a for a in exp.follow if a in before))
             out.experiment = exp
-        out.outlook = outlook(self.ctx.inventory, exp, before, nodes_now(self.api))
+            out.not_running = tuple(not_running)
+        out.outlook = outlook(
+            self.ctx.inventory, exp, before, nodes_now(self.api), controller_lease(self.api)
+        )
         captured: dict[str, Any] = {}
         for dc in self.data:
             try:

@@ -30,6 +30,7 @@ from halab.experiments.model import SEVERAL, Experiment, host_scenario, host_sce
 from halab.experiments.probes import (
     FileSet,
     ProbeFn,
+    Repeated,
     Sample,
     api_read_probe,
     nfs_read_probe,
@@ -126,7 +127,7 @@ def _probes(ctx: Context, api: Any, exp: Experiment) -> tuple[list[ProbeFn], lis
     orchestrator = next(iter(phase8.apps(ctx, "orchestrator")), None)
     url = phase8.orchestrator_url(ctx, api) if orchestrator is not None else None
     if orchestrator is not None and orchestrator.name in running and url:
-        probes.append(_orchestrator_probe(url))
+        probes += [_orchestrator_probe(url), _job_probe(url)]
     sonarr = replace(exp, follow=tuple(a for a in exp.follow if a in running))
     more_probes, more_data = phase5.sonarr_probes(ctx, api, sonarr)
     probes += more_probes
@@ -244,6 +245,31 @@ def _orchestrator_probe(url: str) -> ProbeFn:
     return probe
 
 
+# A test job keeps its worker 5 s and waits up to 2 s for the orchestrator's dispatch tick:
+# one not back after 10 s is late, and after 12 s it is given up for a fresh one (a worker or
+# orchestrator lost without a word is noticed only when Socket.IO's ping times out, up to
+# 45 s: the question is when a new playback would transcode again, not when that one ends).
+JOB_LATE_S = 10.0
+JOB_TIMEOUT_S = 12.0
+
+
+def _job_probe(url: str) -> Repeated:
+    """A synthetic job as Plex's shim posts one (the worker's test payload), back to back:
+    transcoding works when a job comes back done. Coarser than the other lanes: a sample
+    says how the last job ended, and a job takes about 6 s."""
+    orchestrator = Orchestrator(url, timeout=1.5)
+
+    def job() -> str:
+        got = orchestrator.post_job(timeout=JOB_TIMEOUT_S)
+        if not got.result:
+            raise RuntimeError(
+                f"the job failed after {got.seconds:.1f} s (no worker, or its worker was lost)"
+            )
+        return f"a test job done in {got.seconds:.1f} s"
+
+    return Repeated("ClusterPlex job", job, late_s=JOB_LATE_S)
+
+
 def rehearse(ctx: Context, api: Any, exp: Experiment, say: Say = print) -> Outcome:
     if not will_disrupt(ctx, api):
         return Runner(ctx, api, say=say).run(exp)  # it says why it does not start
@@ -252,7 +278,8 @@ def rehearse(ctx: Context, api: Any, exp: Experiment, say: Say = print) -> Outco
     outcome = Runner(ctx, api, probes, data, say=say).run(exp)
     phase5.note_leader(outcome, leader)
     if outcome.outlook is not None and outcome.samples:
-        outcome.checks += outcome.stamp(verdicts(outcome))
+        orchestrator = next((a.name for a in phase8.apps(ctx, "orchestrator")), None)
+        outcome.checks += outcome.stamp(verdicts(outcome, orchestrator))
     return outcome
 
 
@@ -268,7 +295,7 @@ def _longest_gap(samples: list[Sample]) -> float:
     return round(longest, 1)
 
 
-def verdicts(outcome: Outcome) -> list[Check]:
+def verdicts(outcome: Outcome, orchestrator: str | None = None) -> list[Check]:
     """The scenario's validation lines beyond where each app went: the API through the
     VIP, the GPU workers left, the media, each beside what the planner said."""
     seen: Outlook | None = outcome.outlook
@@ -293,17 +320,23 @@ def verdicts(outcome: Outcome) -> list[Check]:
     if reads and not seen.api_up:
         found.append(_read_only_claim(cid, reads))
     workers = [s for s in outcome.during("orchestrator") if s.ok]
+    left = _workers_left(outcome, seen)
     if workers:
         active = int(workers[-1].facts.get("workers_active", -1))
-        want = len(seen.gpu_workers)
-        status = "pass" if active == want else "warn"
+        status = "pass" if active == len(left) else "warn"
         detail = (
             f"the orchestrator counts {active} workers active at the end; the planner "
-            f"leaves {want}: {', '.join(seen.gpu_workers) or 'none'}"
+            f"leaves {len(left)}: {', '.join(left) or 'none'}"
         )
+        if idle := [w for w in seen.gpu_workers if w not in left]:
+            detail += f" (of its {len(seen.gpu_workers)}, {', '.join(idle)} did not run before)"
         found.append(
             Check(f"{cid}-gpu-workers", "Transcode workers left", status, detail, required=False)
         )
+    jobs = outcome.during("ClusterPlex job")
+    if jobs:
+        moved = any(a.moves for a in seen.apps if a.app == orchestrator)
+        found.append(_transcoding(outcome, jobs, left, moved))
     media = outcome.during("NFS media")
     if media:
         up = media[-1].ok
@@ -314,6 +347,48 @@ def verdicts(outcome: Outcome) -> list[Check]:
             Check(f"{cid}-media", "Media over NFS", status, f"{said}; the planner: {plan}")
         )
     return found
+
+
+def _workers_left(outcome: Outcome, seen: Outlook) -> list[str]:
+    """The planner's workers left that were running before the fault (one that never ran,
+    as the plan's k8s worker asking for a GPU resource no node offers, cannot be left)."""
+    return [w for w in seen.gpu_workers if w not in outcome.not_running]
+
+
+def _transcoding(
+    outcome: Outcome, jobs: list[Sample], left: list[str], orchestrator_moved: bool
+) -> Check:
+    """The synthetic jobs during the fault against the planner's workers left: untouched
+    where neither a worker nor the orchestrator went (the plan's "transcoding
+    unaffected"), done again on a worker left by the undo, or failing where none is left."""
+    cid = outcome.experiment.id
+    before = [
+        int(s.facts.get("workers_active", 0))
+        for s in outcome.samples
+        if s.lane == "orchestrator" and s.ok and s.at < outcome.origin
+    ]
+    lost = orchestrator_moved or (bool(before) and before[-1] > len(left))
+    failed = [s for s in jobs if not s.ok]
+    gap = _longest_gap(jobs)
+    said = (
+        f"{len(jobs) - len(failed)} of {len(jobs)} samples fine, longest outage {gap:.1f} s; "
+        f"at the undo: {jobs[-1].detail}; the planner leaves {', '.join(left) or 'none'}"
+    )
+    status: Status
+    if not left:
+        status = "pass" if not jobs[-1].ok else "warn"
+        if jobs[-1].ok:
+            said += "; done, though the planner leaves no worker"
+    elif not lost:
+        status = "pass" if not failed else "fail"
+        if failed:
+            said += "; neither a worker nor the orchestrator went, yet jobs failed"
+    else:
+        status = "pass" if jobs[-1].ok else "warn"
+        if not jobs[-1].ok:
+            said += "; not done again before the fault was undone"
+    title = "Transcoding (a test job through the orchestrator)"
+    return Check(f"{cid}-transcoding", title, status, said, required=False)
 
 
 def _read_only_claim(cid: str, reads: list[Sample]) -> Check:

@@ -191,9 +191,11 @@ def series_in_database(sw: SeaweedFS, directory: str) -> dict[int, str]:
 
 
 def sonarr_for(
-    ctx: Context, api: Any, app: App, timeout: float = 10.0
+    ctx: Context, api: Any, app: App, timeout: float = 10.0, answering: float = 60.0
 ) -> tuple[Sonarr, SeaweedFS, str]:
-    """Sonarr reached through the API server's service proxy, with its own key."""
+    """Sonarr reached through the API server's service proxy, with its own key, once it
+    answers its status there (within `answering` seconds): a pod is Ready a moment before
+    its Service lists it, and until then the proxy answers in Sonarr's place."""
     sw = SeaweedFS(api, ctx.inventory)
     found = config_volume(api, app)
     if found is None:
@@ -203,7 +205,9 @@ def sonarr_for(
     if key is None:
         raise SonarrError(app.name, f"no config.xml in {directory}: has it ever started?")
     url, options = service_proxy(api, app.namespace, app.name, app.ports[0])
-    return Sonarr(url, key, timeout=timeout, session_options=options), sw, directory
+    sonarr = Sonarr(url, key, timeout=timeout, session_options=options)
+    sonarr.answering(answering)
+    return sonarr, sw, directory
 
 
 # -- checks ---------------------------------------------------------------------------------

@@ -74,7 +74,9 @@ def where_app_runs(
         state = _k8s_placement(inv, fits, app, down, api_up)
     notes = []
     if not nfs_up and any(v.kind == "nfs" for v in app.volumes):
-        notes.append("NFS media offline")
+        # A replacement pod cannot mount an NFS volume whose server is off: it waits.
+        moving = state.startswith("moves to")
+        notes.append("NFS media offline" + (": cannot start until it is back" if moving else ""))
     if not seaweed_readable and any(v.kind == "seaweedfs" for v in app.volumes):
         notes.append("its SeaweedFS volume may be unreadable")
     return state + (f" ({'; '.join(notes)})" if notes else "")
