@@ -366,3 +366,20 @@ def test_a_refused_question_is_not_asked_in_a_tight_loop() -> None:
     probe.stop()
     # Spinning would make thousands of calls a second; one a period is a handful.
     assert 2 <= len(calls) <= 10, len(calls)
+
+
+def test_a_slow_answer_is_not_late_once_it_has_come() -> None:
+    """Lateness counts only while a question is in flight: between an answer that took
+    longer than `late_s` and the next question, the lane says how the last one ended."""
+
+    def slow() -> str:
+        time.sleep(1.5)
+        return "a test job done in 1.5 s"
+
+    probe = Repeated("ClusterPlex job", slow, late_s=1.0, every=5.0)
+    (first,) = probe()  # its first answer is late: said so
+    assert not first.ok and "no answer yet" in first.detail, first
+    assert probe._answered.wait(5)
+    (after,) = probe()  # answered; the next question is seconds away
+    probe.stop()
+    assert after.ok and after.detail == "a test job done in 1.5 s", after

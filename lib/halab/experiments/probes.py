@@ -299,22 +299,22 @@ class Repeated:
         self.every = every  # at most one question a period: a refusal comes back at once
         self._lock = threading.Lock()
         self._last: tuple[bool, str] | None = None
-        self._asked_at = 0.0  # when the question in flight was asked
+        self._asked_at: float | None = None  # when the question in flight was asked
         self._answered = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _ask(self) -> None:
         while not self._stop.is_set():
+            asked = _now()
             with self._lock:
-                self._asked_at = _now()
+                self._asked_at = asked
             try:
                 said = (True, self.call())
             except Exception as exc:  # a failed question is a sample, not an error
                 said = (False, explain(exc)[:200])
             with self._lock:
-                self._last = said
-                asked = self._asked_at
+                self._last, self._asked_at = said, None
             self._answered.set()
             self._stop.wait(max(0.0, self.every - (_now() - asked)))
 
@@ -325,7 +325,8 @@ class Repeated:
             self._answered.wait(self.late_s)
         at = _now()
         with self._lock:
-            last, waiting = self._last, at - self._asked_at
+            last = self._last
+            waiting = 0.0 if self._asked_at is None else at - self._asked_at
         if waiting > self.late_s:
             said = f"asked {waiting:.0f} s ago, no answer yet"
             return [Sample(at, self.lane, False, said, {"waiting s": round(waiting, 1)})]
