@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -383,3 +384,42 @@ def test_a_slow_answer_is_not_late_once_it_has_come() -> None:
     (after,) = probe()  # answered; the next question is seconds away
     probe.stop()
     assert after.ok and after.detail == "a test job done in 1.5 s", after
+
+
+def test_the_test_jobs_are_judged_against_the_workers_the_planner_leaves(
+    plan: Inventory,
+) -> None:
+    """Scenario 3's "transcoding unaffected": with no worker and no orchestrator lost every
+    job must be done; where something went, done again by the undo; with no worker left,
+    failing is what the planner said. A worker that never ran is not counted as left."""
+    from halab.experiments.model import host_scenario
+    from halab.experiments.runner import Event, Outcome
+    from halab.phases import failover
+
+    pi = host_scenario(plan, ["pi"])
+
+    def outcome(jobs: list[bool], active_before: int, not_running: tuple[str, ...] = ()) -> Any:
+        out = Outcome(pi, origin=100.0, not_running=not_running)
+        out.outlook = outlook(plan, pi, {})
+        out.events = [Event(20.0, "experiment", "fault undone")]
+        out.samples = [
+            Sample(99.0, "orchestrator", True, "", {"workers_active": active_before}),
+            Sample(110.0, "orchestrator", True, "", {"workers_active": active_before}),
+        ]
+        out.samples += [
+            Sample(101.0 + i, "ClusterPlex job", ok, "a test job done" if ok else "failed")
+            for i, ok in enumerate(jobs)
+        ]
+        return {c.id.removeprefix("host-pi-"): c for c in failover.verdicts(out, "orch")}
+
+    both = ("clusterplex-worker", "clusterplex-worker-unraid")
+    assert outlook(plan, pi, {}).gpu_workers == both
+    fine = outcome([True] * 5, active_before=2)["transcoding"]
+    assert fine.status == "pass" and not fine.required, fine
+    hiccup = outcome([True, False, True], active_before=2)["transcoding"]
+    assert hiccup.status == "fail" and "yet jobs failed" in hiccup.detail, hiccup
+    # The plan's k8s worker never ran (no node offers its GPU resource): one left, not two.
+    one = outcome([True] * 3, active_before=1, not_running=("clusterplex-worker",))
+    assert one["transcoding"].status == "pass", one
+    assert "leaves clusterplex-worker-unraid" in one["transcoding"].detail
+    assert "clusterplex-worker did not run before" in one["gpu-workers"].detail

@@ -297,7 +297,8 @@ def _longest_gap(samples: list[Sample]) -> float:
 
 def verdicts(outcome: Outcome, orchestrator: str | None = None) -> list[Check]:
     """The scenario's validation lines beyond where each app went: the API through the
-    VIP, the GPU workers left, the media, each beside what the planner said."""
+    VIP, the GPU workers left, the test jobs, the media, each beside what the planner
+    said (`orchestrator`: the app whose move interrupts the jobs)."""
     seen: Outlook | None = outcome.outlook
     assert seen is not None
     cid = outcome.experiment.id
