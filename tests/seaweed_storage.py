@@ -121,7 +121,3 @@ class Shared:
 
 
 SHARED = Shared()
-
-
-def storage_for(twin: TwinLab, run_dir: Path) -> Any:
-    return SHARED.get(twin, run_dir)

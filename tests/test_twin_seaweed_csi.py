@@ -16,7 +16,7 @@ from halab.phases import phase2
 from halab.seaweed import SeaweedFS
 from halab.twin import supervisor
 from halab.twin.kubelet.csi import mounts_under
-from seaweed_storage import storage_for
+from seaweed_storage import SHARED
 
 from twinlab import TwinLab, eventually
 
@@ -27,7 +27,7 @@ DRIVER = "seaweedfs-csi-driver"
 @pytest.fixture(scope="module")
 def storage(twin: TwinLab, tmp_path_factory: pytest.TempPathFactory) -> Context:
     """SeaweedFS, shared with test_twin_seaweedfs (seaweed_storage)."""
-    return storage_for(twin, tmp_path_factory.mktemp("csi"))
+    return SHARED.get(twin, tmp_path_factory.mktemp("csi"))
 
 
 def _claim(core: Any, ns: str, name: str, mode: str = "ReadWriteOnce") -> str:

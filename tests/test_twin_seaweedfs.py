@@ -19,7 +19,7 @@ from halab.phases.seaweed_servers import all_servers, starts, wait_restarted
 from halab.seaweed import SeaweedError, SeaweedFS
 from halab.seaweed_shell import volume_list
 from halab.twin import supervisor
-from seaweed_storage import storage_for
+from seaweed_storage import SHARED
 
 from twinlab import TwinLab, eventually
 
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.twin
 @pytest.fixture(scope="module")
 def storage(twin: TwinLab, tmp_path_factory: pytest.TempPathFactory) -> Context:
     """SeaweedFS, shared with test_twin_seaweed_csi (seaweed_storage)."""
-    return storage_for(twin, tmp_path_factory.mktemp("p2"))
+    return SHARED.get(twin, tmp_path_factory.mktemp("p2"))
 
 
 def seaweed(twin: TwinLab, ctx: Context) -> SeaweedFS:

@@ -204,12 +204,13 @@ def controller_lease(api: Any) -> ControllerLease | None:
     """Where kube-controller-manager leads now, from its Lease (holder `<node>_<uuid>` in
     k3s); None where it cannot be read (an older cluster, no permission)."""
     from kubernetes import client
+    from urllib3.exceptions import HTTPError
 
     try:
         lease = client.CoordinationV1Api(api).read_namespaced_lease(
             "kube-controller-manager", "kube-system", _request_timeout=5
         )
-    except Exception:  # the prediction then leaves the takeover out, as before
+    except (client.ApiException, HTTPError):  # the prediction leaves the takeover out
         return None
     holder = str(lease.spec.holder_identity or "")
     if not holder:
